@@ -1,0 +1,43 @@
+# Two commands set everything up on a machine with only Python 3.11+ and make:
+#   make demo   simulate deliveries and run the matching pipeline on the embedded defaults
+#   make test   lint, type-check and run every test
+PYTHON ?= python3
+VENV := .venv
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+SYNCED := $(VENV)/.synced
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON := $(abspath $(VENV))/bin/python
+
+.PHONY: demo test lint unit bench airflow clean
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# uv is itself in the locked dev group, so an exact sync keeps it.
+$(SYNCED): $(UV) uv.lock pyproject.toml
+	$(UV) sync --locked --quiet
+	@touch $@
+
+demo: $(SYNCED)
+	$(VENV)/bin/cme demo
+
+lint: $(SYNCED)
+	$(UV) run --no-sync ruff check cme_pipeline dags tests benchmarks
+	$(UV) run --no-sync mypy
+
+unit: $(SYNCED)
+	$(UV) run --no-sync pytest
+
+test: lint unit
+
+bench: $(SYNCED)
+	$(UV) sync --locked --quiet --all-groups
+	$(UV) run --no-sync python benchmarks/run.py
+
+airflow: $(SYNCED)
+	$(VENV)/bin/cme airflow
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

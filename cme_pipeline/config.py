@@ -1,0 +1,109 @@
+"""Settings: the one place that reads the environment (DESIGN.md §2, §7).
+
+``CME_HOME`` (default ``./var``) holds everything; ``CME_DATABASE_URL`` points the LA store at
+PostgreSQL (default: one SQLite file per LA under the home). Other modules take a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cme_pipeline.errors import ConfigError
+
+# Why 90 days: long enough for a CME officer's enquiries (Welsh Government guidance expects
+# initial checks within 20 school days and follow-up within a term), short enough that data
+# about a child who turns out to be in education elsewhere is not kept for a whole year.
+DEFAULT_RETENTION_DAYS = 90
+# A `possible` match is waiting for a human decision, not for follow-up: two weeks at most.
+DEFAULT_REVIEW_DAYS = 14
+DEFAULT_MATCH_THRESHOLD = 0.95
+DEFAULT_POSSIBLE_THRESHOLD = 0.50
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and how a run behaves."""
+
+    home: Path
+    database_url: str | None = None  # None: per-LA SQLite under the home
+    match_threshold: float = DEFAULT_MATCH_THRESHOLD
+    possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    review_days: int = DEFAULT_REVIEW_DAYS
+
+    # -- layout (DESIGN.md §7) -------------------------------------------------------------
+    @property
+    def partner_dir(self) -> Path:
+        """The simulated NHS side, including ground truth. LA-side code never reads it."""
+        return self.home / "partner"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The LA's key store (embedded default)."""
+        return self.home / "keys"
+
+    @property
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME for the embedded default."""
+        return self.home / "airflow"
+
+    def la_dir(self, la_code: str) -> Path:
+        """The LA's own area: inbox, quarantine, store, evidence, reports."""
+        return self.home / "la" / la_code
+
+    def inbox(self, la_code: str) -> Path:
+        """Where encrypted deliveries for the LA land."""
+        return self.la_dir(la_code) / "inbox"
+
+    def quarantine(self, la_code: str) -> Path:
+        """Where rejected deliveries are kept, still encrypted."""
+        return self.la_dir(la_code) / "quarantine"
+
+    def store_dir(self, la_code: str) -> Path:
+        """The LA's database directory (embedded SQLite)."""
+        return self.la_dir(la_code) / "store"
+
+    def evidence_dir(self, la_code: str) -> Path:
+        """The LA's evidence ledger, checkpoints and certificates."""
+        return self.la_dir(la_code) / "evidence"
+
+    def reports_dir(self, la_code: str) -> Path:
+        """DPO reports."""
+        return self.la_dir(la_code) / "reports"
+
+    def la_database_url(self, la_code: str) -> str:
+        """SQLAlchemy URL of the LA store: ``CME_DATABASE_URL`` or the LA's own SQLite file.
+
+        Args:
+            la_code: the LA's ONS code; every table also carries it, so one PostgreSQL database
+                can serve several LAs.
+        """
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.store_dir(la_code) / 'cme.sqlite'}"
+
+    def retention_expiry(self, today: dt.date) -> dt.date:
+        """The date a retained record made ``today`` must be purged."""
+        return today + dt.timedelta(days=self.retention_days)
+
+
+def load_settings(
+    home: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from arguments and the environment.
+
+    Args:
+        home: an explicit home (``--home``) that wins over ``CME_HOME``.
+        environ: the environment to read (defaults to ``os.environ``; tests pass their own).
+    """
+    env = os.environ if environ is None else environ
+    raw_home = home if home is not None else env.get("CME_HOME", "./var")
+    home_path = Path(raw_home).expanduser().resolve()
+    url = env.get("CME_DATABASE_URL") or None
+    if url is not None and not (url.startswith("sqlite") or url.startswith("postgresql")):
+        raise ConfigError("CME_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+    return Settings(home=home_path, database_url=url)

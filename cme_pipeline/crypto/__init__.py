@@ -1,0 +1,26 @@
+"""Encryption, signatures and keys. Key material never leaves this package."""
+
+from __future__ import annotations
+
+from cme_pipeline.crypto.boundary import (
+    DELIVERY_SUFFIX,
+    Manifest,
+    ensure_la_receiving_key,
+    ensure_signing_key,
+    open_delivery,
+    read_manifest,
+    seal_delivery,
+)
+from cme_pipeline.crypto.keystore import FileKeyStore, KeyStore
+
+__all__ = [
+    "DELIVERY_SUFFIX",
+    "FileKeyStore",
+    "KeyStore",
+    "Manifest",
+    "ensure_la_receiving_key",
+    "ensure_signing_key",
+    "open_delivery",
+    "read_manifest",
+    "seal_delivery",
+]

@@ -1,0 +1,143 @@
+"""Column sets and types of every table and file: the single source of truth (DESIGN.md §3).
+
+Other modules import these tuples instead of spelling column names themselves, so a change to a
+data contract happens here, once, and the Great Expectations minimisation suites follow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Kind = Literal["str", "date", "sex", "float", "int", "datetime"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a data contract."""
+
+    name: str
+    kind: Kind = "str"
+    required: bool = False
+    personal: bool = True  # whether the value identifies or describes a child
+
+
+def names(fields: tuple[Field, ...]) -> tuple[str, ...]:
+    """The column names of a field tuple, in order."""
+    return tuple(f.name for f in fields)
+
+
+# -- canonical person columns: what matching/ and `cme link` read ------------------------------
+CANONICAL_PERSON_FIELDS: Final = (
+    Field("record_id", required=True, personal=False),
+    Field("forename"),
+    Field("middle_names"),
+    Field("surname"),
+    Field("dob", "date"),
+    Field("sex", "sex"),
+    Field("address"),
+    Field("postcode"),
+)
+CANONICAL_PERSON: Final = names(CANONICAL_PERSON_FIELDS)
+
+# -- the health extract, partner -> LA. Nothing else may cross the boundary. -------------------
+HEALTH_EXTRACT_FIELDS: Final = (
+    Field("nhs_number", required=True),
+    Field("forename", required=True),
+    Field("middle_names"),
+    Field("surname", required=True),
+    Field("former_surname"),
+    Field("dob", "date", required=True),
+    Field("sex", "sex", required=True),
+    Field("address_line1", required=True),
+    Field("address_line2"),
+    Field("address_line3"),
+    Field("address_line4"),
+    Field("postcode", required=True),
+    Field("gp_practice_code", required=True, personal=False),
+    Field("registration_date", "date", required=True, personal=False),
+)
+HEALTH_EXTRACT: Final = names(HEALTH_EXTRACT_FIELDS)
+HEALTH_REQUIRED: Final = tuple(f.name for f in HEALTH_EXTRACT_FIELDS if f.required)
+HEALTH_ADDRESS_LINES: Final = ("address_line1", "address_line2", "address_line3", "address_line4")
+EXTRACT_SCHEMA_VERSION: Final = "cme-health-extract/1"
+
+SEX_CODES: Final = ("M", "F", "U")
+
+# -- the LA's education registers ---------------------------------------------------------------
+RegisterSource = Literal["school_census", "eotas", "ehe", "cme"]
+REGISTER_SOURCES: Final[tuple[RegisterSource, ...]] = ("school_census", "eotas", "ehe", "cme")
+REGISTER_LABELS: Final[dict[str, str]] = {
+    "school_census": "School census (PLASC), maintained and independent schools",
+    "eotas": "Education other than at school (EOTAS)",
+    "ehe": "Elective Home Education register",
+    "cme": "Children Missing Education register",
+}
+SCHOOL_TYPES: Final = ("maintained", "independent")
+
+# Person columns every register shares; `record_id` is the register's own id (UPN for the
+# census, the LA's case reference for the others).
+REGISTER_PERSON_FIELDS: Final = (
+    Field("record_id", required=True, personal=False),
+    Field("forename", required=True),
+    Field("middle_names"),
+    Field("surname", required=True),
+    Field("dob", "date", required=True),
+    Field("sex", "sex"),
+    Field("address"),
+    Field("postcode"),
+)
+REGISTER_EXTRA_FIELDS: Final[dict[str, tuple[Field, ...]]] = {
+    "school_census": (
+        Field("school_code", required=True, personal=False),
+        Field("school_type", required=True, personal=False),
+        Field("enrolment_status", required=True, personal=False),
+    ),
+    "eotas": (Field("provision", required=True, personal=False),),
+    "ehe": (Field("notified_date", "date", required=True, personal=False),),
+    "cme": (Field("referral_date", "date", required=True, personal=False),),
+}
+
+
+def register_fields(source: str) -> tuple[Field, ...]:
+    """All fields of one register, person columns first.
+
+    Args:
+        source: one of ``REGISTER_SOURCES``.
+    """
+    return REGISTER_PERSON_FIELDS + REGISTER_EXTRA_FIELDS[source]
+
+
+def register_columns(source: str) -> tuple[str, ...]:
+    """The column names of one register (as loaded from the LA database, without ``la_code``)."""
+    return names(register_fields(source))
+
+
+# -- matching output ----------------------------------------------------------------------------
+Outcome = Literal["matched", "possible", "unmatched"]
+OUTCOMES: Final[tuple[Outcome, ...]] = ("matched", "possible", "unmatched")
+MATCH_OUTCOME: Final = (
+    "health_record_id",  # a per-delivery row reference, never the NHS number
+    "outcome",
+    "register",
+    "register_record_id",
+    "probability",
+)
+LINK_PAIRS: Final = ("left_id", "right_id", "probability", "band")
+BANDS: Final = ("match", "possible")
+
+# -- retained (encrypted at rest) ---------------------------------------------------------------
+RETAINED_HEALTH_FIELDS: Final = HEALTH_EXTRACT
+RETAINED_META: Final = (
+    "outcome",
+    "best_probability",
+    "best_register",
+    "run_id",
+    "retention_expiry",
+)
+RETAINED: Final = RETAINED_HEALTH_FIELDS + RETAINED_META
+RETAINED_OUTCOMES: Final = ("possible", "unmatched")
+
+# -- partner-side ground truth (never read by LA-side code) -------------------------------------
+TRUTH: Final = ("nhs_number", "la_code", "registers", "reason", "household_id", "twin")
+REGISTER_TRUTH: Final = ("register", "record_id", "la_code", "nhs_number", "noise")
