@@ -1,0 +1,18 @@
+"""Shared fixtures. Each area keeps its own fixtures in ``tests/fixtures_<area>.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cme_pipeline.config import Settings, load_settings
+
+# One line per fixtures module; helpers add theirs here.
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a fresh home under the test's temporary directory, SQLite store."""
+    return load_settings(tmp_path / "home", environ={})
