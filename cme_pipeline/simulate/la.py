@@ -1,0 +1,126 @@
+"""Simulate one LA in memory: its health extract, its registers and the ground truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cme_pipeline.areas import LA_CODES, LA_NAMES
+from cme_pipeline.nhs_number import generate_test_numbers
+from cme_pipeline.schemas import HEALTH_EXTRACT, TRUTH
+from cme_pipeline.school_age import academic_year_start, compulsory_dob_window
+from cme_pipeline.simulate.geography import AREAS, Area
+from cme_pipeline.simulate.noise import CoverageConfig, NoiseConfig
+from cme_pipeline.simulate.population import simulate_population
+from cme_pipeline.simulate.registers import assign_status, build_registers
+
+DEFAULT_SEED = 20260901
+
+
+@dataclass
+class SimulatedLA:
+    """One LA's simulated data, in memory."""
+
+    la_code: str
+    extract_date: dt.date
+    year_start: int
+    extract: pd.DataFrame  # HEALTH_EXTRACT columns, str values, "" for missing
+    registers: dict[str, pd.DataFrame]  # register_columns(source), ISO date strings
+    truth: pd.DataFrame  # TRUTH columns, one row per child on the extract
+    register_truth: pd.DataFrame  # REGISTER_TRUTH columns, one row per register record
+
+
+def la_rng(seed: int, la_code: str) -> np.random.Generator:
+    """The LA's own generator, so each LA's data depends only on the seed and its code."""
+    return np.random.default_rng([seed, LA_CODES.index(la_code)])
+
+
+def default_extract_date(year_start: int) -> dt.date:
+    """Extracts are taken in the autumn term, after the September census of new pupils."""
+    return dt.date(year_start, 10, 1)
+
+
+def simulate_la(
+    la_code: str,
+    children: int | None = None,
+    seed: int = DEFAULT_SEED,
+    noise: NoiseConfig | None = None,
+    year_start: int | None = None,
+    coverage: CoverageConfig | None = None,
+    nhs_numbers: list[str] | None = None,
+) -> SimulatedLA:
+    """Simulate one LA's health extract, registers and ground truth, in memory.
+
+    Args:
+        la_code: the LA's ONS code.
+        children: GP-registered children of compulsory school age (default: realistic size).
+        seed: the simulation seed; the same seed gives the same data.
+        noise: register-side noise rates (default ``NoiseConfig()``).
+        year_start: the academic year (default: the one containing today).
+        coverage: register coverage rates (default ``CoverageConfig()``).
+        nhs_numbers: the NHS numbers to use (the all-Wales simulation hands each LA a disjoint
+            slice so numbers are unique across Wales); default: drawn from the LA's generator.
+    """
+    area = AREAS[la_code]
+    n = area.children if children is None else children
+    year = academic_year_start(dt.date.today()) if year_start is None else year_start
+    extract_date = default_extract_date(year)
+    noise = noise or NoiseConfig()
+    coverage = coverage or CoverageConfig()
+    rng = la_rng(seed, la_code)
+    numbers = nhs_numbers if nhs_numbers is not None else generate_test_numbers(n, rng)
+    if len(numbers) != n:
+        raise ValueError("need exactly one NHS number per child")
+    window = compulsory_dob_window(year)
+    pop = simulate_population(rng, area, n, window, extract_date, numbers)
+    pop["household_id"] = la_code + "-H" + pop["household_id"]
+    pop["twin"] = np.where(pop["twin"] != "", la_code + "-" + pop["twin"], "")
+
+    status = assign_status(rng, n, coverage)
+    register_only = _register_only(rng, area, int(round(n * coverage.register_only)), year, extract_date, pop)
+    registers, register_truth = build_registers(
+        rng, la_code, area, pop, status, register_only, coverage, noise, extract_date
+    )
+
+    extract = pd.DataFrame(
+        {
+            **{c: pop[c] for c in ("nhs_number", "forename", "middle_names", "surname", "former_surname", "dob", "sex", "address_line1")},
+            "address_line2": pop["town"],
+            "address_line3": LA_NAMES[la_code],
+            "address_line4": "",
+            **{c: pop[c] for c in ("postcode", "gp_practice_code", "registration_date")},
+        }
+    )[list(HEALTH_EXTRACT)]
+
+    on_registers = register_truth[register_truth["nhs_number"] != ""]
+    items = (on_registers["register"] + ":" + on_registers["record_id"]).groupby(on_registers["nhs_number"]).agg(";".join)
+    truth = pd.DataFrame(
+        {
+            "nhs_number": pop["nhs_number"],
+            "la_code": la_code,
+            "registers": pop["nhs_number"].map(items).fillna(""),
+            "household_id": pop["household_id"],
+            "twin": pop["twin"],
+        }
+    )
+    truth["reason"] = np.where(truth["registers"] == "", status, "")
+    return SimulatedLA(la_code, extract_date, year, extract, registers, truth[list(TRUTH)], register_truth)
+
+
+def _register_only(
+    rng: np.random.Generator, area: Area, m: int, year: int, extract_date: dt.date, like: pd.DataFrame
+) -> pd.DataFrame:
+    """Children on the census but not on this extract: nursery and sixth-form pupils (outside the
+    age window) and pupils registered with a GP in another area."""
+    nursery = (dt.date(year - 4, 9, 1), dt.date(year - 3, 8, 31))
+    sixth = (dt.date(year - 18, 9, 1), dt.date(year - 16, 8, 31))
+    window = compulsory_dob_window(year)
+    parts = []
+    for share, span in ((0.35, nursery), (0.50, sixth), (0.15, window)):
+        k = int(round(m * share))
+        if k:
+            parts.append(simulate_population(rng, area, k, span, extract_date, [""] * k))
+    return pd.concat(parts, ignore_index=True) if parts else like.iloc[0:0]
