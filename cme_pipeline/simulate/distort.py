@@ -64,7 +64,7 @@ def distort(
         noise: the rates.
         area: the LA (new addresses after a house move stay inside it).
     """
-    out = frame.copy()
+    out = frame.reset_index(drop=True)
     n = len(out)
     labels: list[list[str]] = [[] for _ in range(n)]
 
@@ -77,6 +77,11 @@ def distort(
     def mark(rows: np.ndarray, kind: str) -> None:
         for r in rows:
             labels[r].append(kind)
+
+    def assign(column: str, rows: np.ndarray, values: object) -> None:
+        column_values = out[column].to_numpy(dtype=object).copy()
+        column_values[rows] = values
+        out[column] = column_values
 
     fore = out["forename"].to_numpy(dtype=object).copy()
     middle = out["middle_names"].to_numpy(dtype=object).copy()
@@ -130,8 +135,8 @@ def distort(
 
     rows = pick(noise.moved_house)
     line1, town, postcode = random_addresses(rng, area, rows.size)
-    out.iloc[rows, out.columns.get_loc("address")] = line1 + ", " + town
-    out.iloc[rows, out.columns.get_loc("postcode")] = postcode
+    assign("address", rows, line1 + ", " + town)
+    assign("postcode", rows, postcode)
     mark(rows, "moved_house")
 
     for column, kind, rate in (
@@ -141,12 +146,12 @@ def distort(
         ("address", "missing_address", noise.missing_address),
     ):
         rows = pick(rate, out[column].to_numpy() != "")
-        out.iloc[rows, out.columns.get_loc(column)] = ""
+        assign(column, rows, "")
         mark(rows, kind)
 
     rows = pick(noise.upper_case)
     for column in ("forename", "middle_names", "surname", "address", "postcode"):
-        out.iloc[rows, out.columns.get_loc(column)] = out[column].iloc[rows].str.upper()
+        assign(column, rows, [v.upper() for v in out[column].to_numpy(dtype=object)[rows]])
     mark(rows, "upper_case")
 
     return out, np.array([";".join(x) for x in labels], dtype=object)

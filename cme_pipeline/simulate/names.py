@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# (surname, weight in per cent of the Welsh-born population); the remainder goes to the tail.
+# (surname, per cent of children); together 72.5%, the rest goes to the other names.
 WELSH_SURNAMES: Final[tuple[tuple[str, float], ...]] = (
     ("Jones", 14.0), ("Davies", 7.0), ("Williams", 6.5), ("Evans", 4.8), ("Thomas", 4.6),
     ("Roberts", 3.5), ("Hughes", 3.0), ("Lewis", 2.8), ("Morgan", 2.4), ("Griffiths", 2.1),

@@ -26,7 +26,7 @@ HOUSEHOLD_SIZES = np.array([1, 2, 3, 4])
 HOUSEHOLD_WEIGHTS = np.array([0.45, 0.38, 0.13, 0.04])
 # Chosen so that about 3% of children are twins, as in UK births (about 1.5% of maternities).
 TWIN_HOUSEHOLD_RATE = 0.05
-WELSH_SHARE = 0.62  # of surnames drawn from the Welsh frequency table; the rest from the tail
+WELSH_SHARE = 0.725  # the Welsh table's weights are per cent of the population (Jones 14%)
 HYPHENATED_RATE = 0.03
 HALF_SIBLING_RATE = 0.10
 MIDDLE_NAME_RATE = 0.60

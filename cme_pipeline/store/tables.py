@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from cme_pipeline.schemas import REGISTER_SOURCES, Field, register_fields
 
 metadata = sa.MetaData()
 
-_TYPES: dict[str, sa.types.TypeEngine[object]] = {
+_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     "str": sa.String(),
     "date": sa.Date(),
     "sex": sa.String(1),
@@ -18,7 +20,7 @@ _TYPES: dict[str, sa.types.TypeEngine[object]] = {
 }
 
 
-def _column(f: Field, primary_key: bool = False) -> sa.Column[object]:
+def _column(f: Field, primary_key: bool = False) -> sa.Column[Any]:
     return sa.Column(f.name, _TYPES[f.kind], nullable=not f.required, primary_key=primary_key)
 
 

@@ -1,0 +1,68 @@
+"""`cme simulate` and `cme partner package` from the command line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cme_pipeline.cli import main
+from cme_pipeline.config import load_settings
+from cme_pipeline.store import load_registers, open_la_store
+
+
+def test_simulate_writes_registers_deliveries_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "simulate", "--la", "W06000015,W06000002", "--children", "3000", "--seed", "4"]) == 0
+    settings = load_settings(home, environ={})
+    truth = pd.read_csv(home / "partner" / "truth.csv", dtype=str, keep_default_na=False)
+    assert {"nhs_number", "la_code", "registers"} <= set(truth.columns)
+    assert len(truth) == 3000 and set(truth["la_code"]) == {"W06000015", "W06000002"}
+    for la in ("W06000015", "W06000002"):
+        assert len(list(settings.inbox(la).glob("*.cmedelivery"))) == 1
+        engine = open_la_store(settings, la)
+        registers = load_registers(engine, la)
+        engine.dispose()
+        census = registers["school_census"]
+        on_census = truth[(truth["la_code"] == la) & truth["registers"].str.contains("school_census:")]
+        ids = set(census["record_id"])
+        listed = {item.split(":", 1)[1] for cell in on_census["registers"] for item in cell.split(";") if item.startswith("school_census:")}
+        assert listed <= ids
+    out = capsys.readouterr()
+    assert "3000 children" in out.out
+
+
+def test_no_plaintext_nhs_number_outside_partner(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "simulate", "--la", "W06000001", "--children", "800"]) == 0
+    truth = pd.read_csv(home / "partner" / "truth.csv", dtype=str)
+    needles = [n.encode() for n in truth["nhs_number"]]
+    assert len(needles) == 800
+    scanned = 0
+    for path in home.rglob("*"):
+        if path.is_file() and "partner" not in path.relative_to(home).parts:
+            data = path.read_bytes()
+            scanned += 1
+            assert not any(n in data for n in needles), path.name
+    assert scanned >= 3  # store, delivery, keys
+
+
+def test_unknown_la_code_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--home", str(tmp_path), "simulate", "--la", "W06000099"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not the ONS code" in err[0]
+
+
+def test_partner_package_reports_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--home", str(tmp_path), "partner", "package", str(tmp_path / "nope.csv"), "--la", "W06000015"]) == 2
+    assert re.fullmatch(r"cme partner: cannot read .*nope\.csv: No such file or directory\n", capsys.readouterr().err)
+
+
+def test_partner_package_puts_a_delivery_in_the_inbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = tmp_path / "plain.csv"
+    plain.write_text("nhs_number,forename\n9990000026,Siân\n", encoding="utf-8")
+    assert main(["--home", str(tmp_path / "h"), "partner", "package", str(plain), "--la", "W06000015"]) == 0
+    printed = Path(capsys.readouterr().out.strip())
+    assert printed.parent == tmp_path / "h" / "la" / "W06000015" / "inbox" and printed.is_file()
