@@ -34,7 +34,7 @@ test: lint unit
 
 bench: $(SYNCED)
 	$(UV) sync --locked --quiet --all-groups
-	$(UV) run --no-sync python benchmarks/run.py
+	$(UV) run --no-sync python benchmarks/simulate.py
 
 airflow: $(SYNCED)
 	$(VENV)/bin/cme airflow
