@@ -24,7 +24,7 @@ demo: $(SYNCED)
 	$(VENV)/bin/cme demo
 
 lint: $(SYNCED)
-	$(UV) run --no-sync ruff check cme_pipeline dags tests benchmarks
+	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync mypy
 
 unit: $(SYNCED)
