@@ -1,7 +1,9 @@
 """Settings: the one place that reads the environment (DESIGN.md §2, §7).
 
 ``CME_HOME`` (default ``./var``) holds everything; ``CME_DATABASE_URL`` points the LA store at
-PostgreSQL (default: one SQLite file per LA under the home). Other modules take a ``Settings``.
+PostgreSQL (default: one SQLite file per LA under the home); ``CME_AIRFLOW_DATABASE_URL`` points
+Airflow's metadata database at PostgreSQL (default: SQLite under the home's ``airflow/``).
+Other modules take a ``Settings``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Settings:
 
     home: Path
     database_url: str | None = None  # None: per-LA SQLite under the home
+    airflow_database_url: str | None = None  # None: Airflow's SQLite under the home
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD
     retention_days: int = DEFAULT_RETENTION_DAYS
@@ -50,6 +53,12 @@ class Settings:
     def airflow_home(self) -> Path:
         """AIRFLOW_HOME for the embedded default."""
         return self.home / "airflow"
+
+    def airflow_metadata_url(self) -> str:
+        """SQLAlchemy URL of Airflow's metadata database (run history read by audits)."""
+        if self.airflow_database_url:
+            return self.airflow_database_url
+        return f"sqlite:///{self.airflow_home / 'airflow.db'}"
 
     def la_dir(self, la_code: str) -> Path:
         """The LA's own area: inbox, quarantine, store, evidence, reports."""
@@ -103,7 +112,12 @@ def load_settings(
     env = os.environ if environ is None else environ
     raw_home = home if home is not None else env.get("CME_HOME", "./var")
     home_path = Path(raw_home).expanduser().resolve()
-    url = env.get("CME_DATABASE_URL") or None
-    if url is not None and not (url.startswith("sqlite") or url.startswith("postgresql")):
-        raise ConfigError("CME_DATABASE_URL must be a sqlite:// or postgresql:// URL")
-    return Settings(home=home_path, database_url=url)
+    urls = {name: env.get(name) or None for name in ("CME_DATABASE_URL", "CME_AIRFLOW_DATABASE_URL")}
+    for name, url in urls.items():
+        if url is not None and not url.startswith(("sqlite", "postgresql")):
+            raise ConfigError(f"{name} must be a sqlite:// or postgresql:// URL")
+    return Settings(
+        home=home_path,
+        database_url=urls["CME_DATABASE_URL"],
+        airflow_database_url=urls["CME_AIRFLOW_DATABASE_URL"],
+    )
