@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args, settings)
     except CmeError as exc:
-        sys.stderr.write(f"cme {args.command}: {exc}\n")
+        if str(exc):
+            sys.stderr.write(f"cme {args.command}: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"cme {args.command}: interrupted\n")

@@ -1,0 +1,88 @@
+"""``cme run``: run cme_matching now, in-process, on every delivery waiting in each LA's inbox."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from cme_pipeline.areas import parse_la_codes
+from cme_pipeline.config import Settings
+from cme_pipeline.errors import CmeError
+from cme_pipeline.pipeline.lock import home_lock
+from cme_pipeline.pipeline.runs import waiting_deliveries
+from cme_pipeline.pipeline.summary import LaOutcome, la_outcome
+from cme_pipeline.progress import say
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``cme run``."""
+    p = sub.add_parser("run", help="run cme_matching now on every waiting delivery")
+    p.add_argument("--la", required=True, help="CODE[,CODE..] or all")
+    p.add_argument("--year", type=int, help="academic year start (default: current)")
+    p.add_argument("--match-threshold", type=float)
+    p.add_argument("--possible-threshold", type=float)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run until every waiting delivery of the chosen LAs is processed or rejected."""
+    codes = parse_la_codes(args.la)
+    conf: dict[str, object] = {"academic_year": args.year}
+    if args.match_threshold is not None:
+        conf["match_threshold"] = args.match_threshold
+    if args.possible_threshold is not None:
+        conf["possible_threshold"] = args.possible_threshold
+    with home_lock(settings):
+        return _run_all(settings, codes, conf)
+
+
+def _run_all(settings: Settings, codes: list[str], conf: dict[str, object]) -> int:
+    from cme_pipeline import embedded_airflow
+
+    pending = [c for c in codes if waiting_deliveries(settings, c)]
+    if not pending:
+        sys.stdout.write("no delivery waiting for the chosen LA(s); nothing to do\n")
+        return 0
+    say(f"preparing Airflow under {settings.airflow_home}")
+    embedded_airflow.prepare(settings)
+    outcomes: list[LaOutcome] = []
+    while pending:
+        start = time.monotonic()
+        say(f"running cme_matching for {len(pending)} LA(s): {', '.join(pending)}")
+        result = embedded_airflow.run_dag(settings, "cme_matching", conf | {"la_codes": pending})
+        for code in pending:
+            outcome = la_outcome(settings, code, result.run_id)
+            outcomes.append(outcome)
+            say(f"  {outcome.line()}")
+        say(f"run {result.run_id} {result.state} in {time.monotonic() - start:.0f}s")
+        # An LA whose run failed (not a rejection) keeps its delivery in the inbox: do not loop.
+        failed = {o.la_code for o in outcomes if o.status == "failed"}
+        pending = [c for c in pending if c not in failed and waiting_deliveries(settings, c)]
+    _print_summary(outcomes)
+    problems = [o for o in outcomes if o.status != "completed"]
+    for o in problems:
+        sys.stderr.write(f"cme run: {o.line()}\n")
+    if problems:
+        raise _Quiet(exit_code=3)
+    return 0
+
+
+def _print_summary(outcomes: list[LaOutcome]) -> None:
+    out = sys.stdout
+    out.write(f"{'LA':<10} {'delivery':<34} {'received':>9} {'matched':>8} {'possible':>9} {'retained':>9}  status\n")
+    for o in outcomes:
+        out.write(
+            f"{o.la_code:<10} {o.delivery_id:<34} {o.received:>9} {o.matched:>8} {o.possible:>9} "
+            f"{o.retained:>9}  {o.status}\n"
+        )
+        if o.report:
+            out.write(f"{'':<10} report: {o.report}\n")
+
+
+class _Quiet(CmeError):
+    """Problems were already printed, one line each; exit non-zero without another line."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__("")
+        self.exit_code = exit_code

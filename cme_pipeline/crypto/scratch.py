@@ -1,0 +1,63 @@
+"""Encrypted scratch files for one run: what tasks hand to each other that is not a count.
+
+Between Airflow tasks we pass only ids and counts; anything bigger (the match outcomes, which
+carry register record ids) goes to a file sealed with AES-256-GCM under a key that exists only
+for the run and is destroyed when the run ends, so the scratch is unreadable afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cme_pipeline.crypto.keystore import KeyStore
+from cme_pipeline.errors import IntegrityError
+
+
+def _key(keys: KeyStore, name: str) -> bytes:
+    if not keys.exists(name):
+        try:
+            keys.put(name, AESGCM.generate_key(bit_length=256))
+        except Exception:  # another attempt of the same task created it first
+            if not keys.exists(name):
+                raise
+    return keys.get(name)
+
+
+def write_sealed(keys: KeyStore, key_name: str, path: Path, data: bytes) -> None:
+    """Encrypt ``data`` under the run key ``key_name`` (created on first use) and write atomically.
+
+    Args:
+        keys: the key store.
+        key_name: the run's scratch key name.
+        path: where the sealed file goes.
+        data: the plaintext.
+    """
+    nonce = secrets.token_bytes(12)
+    sealed = nonce + AESGCM(_key(keys, key_name)).encrypt(nonce, data, path.name.encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(sealed)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_sealed(keys: KeyStore, key_name: str, path: Path) -> bytes:
+    """Decrypt a sealed scratch file.
+
+    Args:
+        keys: the key store.
+        key_name: the run's scratch key name.
+        path: the sealed file.
+    """
+    blob = path.read_bytes()
+    try:
+        return AESGCM(keys.get(key_name)).decrypt(blob[:12], blob[12:], path.name.encode())
+    except InvalidTag:
+        raise IntegrityError(f"scratch file {path.name} was altered or sealed under another key") from None

@@ -1,0 +1,31 @@
+"""cme_retention: every day, purge retained records past their retention date and `possible`
+records past their review date, with evidence. Wiring only; see ``cme_pipeline.pipeline.steps``."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from cme_pipeline.areas import LA_CODES
+
+
+@dag(
+    dag_id="cme_retention",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 9, 1, tz="Europe/London"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["cme"],
+    doc_md=__doc__,
+)
+def cme_retention() -> None:
+    @task(doc_md="Purge one LA's expired retained and review records; record counts in the ledger.")
+    def purge(la_code: str, run_id: str | None = None) -> dict[str, object]:
+        from cme_pipeline.pipeline import steps
+
+        return steps.purge(la_code, run_id)
+
+    purge.expand(la_code=list(LA_CODES))
+
+
+cme_retention()
