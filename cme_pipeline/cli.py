@@ -14,7 +14,10 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    parser = argparse.ArgumentParser(prog="cme", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="cme",
+        description="Find children who may be missing education; keep nothing about the others.",
+    )
     parser.add_argument("--home", help="state directory (default: $CME_HOME or ./var)")
     sub = parser.add_subparsers(dest="command", required=True)
     from cme_pipeline import commands

@@ -1,0 +1,34 @@
+"""``cme airflow``: Airflow's own UI and scheduler on the embedded home (``make airflow``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from cme_pipeline.config import Settings
+from cme_pipeline.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``cme airflow``."""
+    p = sub.add_parser("airflow", help="start Airflow's UI, scheduler and workers on this home")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Replace this process with ``airflow standalone`` pointed at the home."""
+    from cme_pipeline.embedded_airflow import airflow_environment
+
+    airflow = shutil.which("airflow", path=os.path.dirname(sys.executable)) or shutil.which("airflow")
+    if airflow is None:
+        raise ConfigError("the airflow command is not installed in this environment")
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    env = os.environ | airflow_environment(settings)
+    sys.stdout.write(
+        f"Starting Airflow on {settings.airflow_home}; the UI is at http://localhost:8080 "
+        f"(admin password in {settings.airflow_home / 'simple_auth_manager_passwords.json.generated'})\n"
+    )
+    sys.stdout.flush()
+    os.execve(airflow, [airflow, "standalone"], env)
