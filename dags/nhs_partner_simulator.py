@@ -30,10 +30,10 @@ DELIVERY = Asset(name=DELIVERY_ASSET_NAME, uri=DELIVERY_ASSET_URI)
 def nhs_partner_simulator() -> None:
     @task(outlets=[DELIVERY], doc_md="Simulate and deliver; returns counts per LA only.")
     def deliver(params: dict[str, object] | None = None) -> dict[str, int]:
-        from cme_pipeline.pipeline import steps
+        from cme_pipeline.pipeline.simulation import simulate_deliveries
 
         assert params is not None
-        return steps.simulate_deliveries(params)
+        return simulate_deliveries(params)
 
     deliver()
 
