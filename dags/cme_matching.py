@@ -8,28 +8,40 @@ other ids and counts only.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, AssetOrTimeSchedule, Param, dag, task, task_group
+from airflow.sdk import Asset, AssetOrTimeSchedule, Param, chain, dag, task, task_group
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cme_pipeline.areas import LA_CODES
 from cme_pipeline.pipeline import DELIVERY_ASSET_NAME, DELIVERY_ASSET_URI
 
 DELIVERY = Asset(name=DELIVERY_ASSET_NAME, uri=DELIVERY_ASSET_URI)
+STEPS = (
+    ("open_delivery", "Verify the signature, decrypt in memory, validate (GX) and stage encrypted."),
+    ("check_registers", "Load the LA's education registers and validate them (GX)."),
+    ("match", "Match every health record against every register (rapidfuzz, Fellegi-Sunter)."),
+    ("minimise", "Delete matched children's health data (crypto-shredding); retain only the rest."),
+    ("check_retained", "Prove the retained set holds only what it may (GX) and counts reconcile."),
+    ("evidence", "Signed deletion certificate, DPO report, ledger checkpoint; shred the delivery."),
+)
 
 
+def _step_task(name: str, doc: str):  # type: ignore[no-untyped-def]
+    """A task that runs one library step for one LA; a rejected delivery fails without retries."""
 
-def _step(name: str, *args: object) -> dict[str, object]:
-    """Run one library step; a rejected delivery fails the task without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
+    @task(task_id=name, doc_md=doc)
+    def run(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> dict[str, object]:
+        from airflow.sdk.exceptions import AirflowFailException
 
-    from cme_pipeline.errors import DeliveryRejected
-    from cme_pipeline.pipeline import steps
+        from cme_pipeline.errors import DeliveryRejected
+        from cme_pipeline.pipeline import steps
 
-    try:
-        result: dict[str, object] = getattr(steps, name)(*args)
-    except DeliveryRejected as exc:  # the message names check, field and rows, never values
-        raise AirflowFailException(str(exc)) from None
-    return result
+        try:
+            result: dict[str, object] = getattr(steps, name)(la_code, run_id, params)
+        except DeliveryRejected as exc:  # the message names check, field and rows, never values
+            raise AirflowFailException(str(exc)) from None
+        return result
+
+    return run
 
 
 @dag(
@@ -63,49 +75,21 @@ def cme_matching() -> None:
         assert params is not None
         return steps.plan(params)
 
+    @task(trigger_rule="one_failed", retries=0,
+          doc_md="If any step failed: discard everything staged for this run, record why, "
+                 "and fail so the run shows as failed. The delivery stays encrypted.")
+    def abandon(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from cme_pipeline.pipeline import steps
+
+        raise AirflowFailException(steps.abandon(la_code, run_id, params)["message"])
+
     @task_group
     def per_la(la_code: str) -> None:
-        @task(doc_md="Verify the signature, decrypt in memory, validate (GX) and stage encrypted.")
-        def open_delivery(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> dict[str, object]:
-            return _step("open_delivery", la_code, run_id, params)
-
-        @task(doc_md="Load the LA's education registers and validate them (GX).")
-        def check_registers(opened: dict[str, object], run_id: str | None = None) -> dict[str, object]:
-            return _step("check_registers", opened["la_code"], run_id)
-
-        @task(doc_md="Match every health record against every register (rapidfuzz, Fellegi-Sunter).")
-        def match(opened: dict[str, object], registers: dict[str, object], params: dict[str, object] | None = None,
-                  run_id: str | None = None) -> dict[str, object]:
-            return _step("match", opened["la_code"], run_id, params)
-
-        @task(doc_md="Delete matched children's health data (crypto-shredding); retain only the rest.")
-        def minimise(matched: dict[str, object], run_id: str | None = None) -> dict[str, object]:
-            return _step("minimise", matched["la_code"], run_id)
-
-        @task(doc_md="Prove the retained set holds only what it may (GX) and counts reconcile.")
-        def check_retained(minimised: dict[str, object], run_id: str | None = None) -> dict[str, object]:
-            return _step("check_retained", minimised["la_code"], run_id)
-
-        @task(doc_md="Signed deletion certificate, DPO report, ledger checkpoint; shred the delivery.")
-        def evidence(checked: dict[str, object], run_id: str | None = None) -> dict[str, object]:
-            return _step("evidence", checked["la_code"], run_id)
-
-        @task(trigger_rule="one_failed", retries=0,
-              doc_md="If any step failed: discard everything staged for this run, record why, "
-                     "and fail so the run shows as failed. The delivery stays encrypted.")
-        def abandon(la_code: str, run_id: str | None = None) -> None:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            outcome = _step("abandon", la_code, run_id)
-            raise AirflowFailException(str(outcome["message"]))
-
-        opened = open_delivery(la_code)
-        registers = check_registers(opened)
-        matched = match(opened, registers)
-        minimised = minimise(matched)
-        checked = check_retained(minimised)
-        done = evidence(checked)
-        [opened, registers, matched, minimised, checked, done] >> abandon(la_code)
+        tasks = [_step_task(name, doc)(la_code) for name, doc in STEPS]
+        chain(*tasks)
+        tasks >> abandon(la_code)
 
     per_la.expand(la_code=plan())
 

@@ -20,10 +20,10 @@ from cme_pipeline.areas import LA_CODES
 )
 def cme_retention() -> None:
     @task(doc_md="Purge one LA's expired retained and review records; record counts in the ledger.")
-    def purge(la_code: str, run_id: str | None = None) -> dict[str, object]:
+    def purge(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> dict[str, object]:
         from cme_pipeline.pipeline import steps
 
-        return steps.purge(la_code, run_id)
+        return steps.purge(la_code, run_id, params)
 
     purge.expand(la_code=list(LA_CODES))
 
