@@ -1,0 +1,137 @@
+"""The LA side of a delivery: open, parse, validate; quarantine on any failure.
+
+``open_delivery_file`` verifies and decrypts a delivery in memory, parses it strictly and runs
+the delivery suite. If anything fails, the delivery file moves, still encrypted and byte for
+byte unchanged, to the LA's ``quarantine/`` (an atomic rename; the file is never lost), a
+PII-free note of why is written beside it, and ``DeliveryQuarantined`` is raised. Nothing of the
+plaintext is written anywhere by this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cme_pipeline.config import Settings
+from cme_pipeline.crypto import FileKeyStore, Manifest, open_delivery
+from cme_pipeline.crypto.boundary import DELIVERY_SUFFIX
+from cme_pipeline.errors import CmeError, DeliveryRejected
+from cme_pipeline.quality.delivery import validate_delivery
+from cme_pipeline.quality.extract_csv import parse_extract
+from cme_pipeline.quality.results import SuiteOutcome
+from cme_pipeline.schemas import EXTRACT_SCHEMA_VERSION
+
+REJECTION_SUFFIX = ".rejection.json"
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """A delivery that passed every check: its manifest, the extract (in memory), the verdict."""
+
+    manifest: Manifest
+    extract: pd.DataFrame  # HEALTH_EXTRACT columns, str values, "" for missing
+    validation: SuiteOutcome
+
+
+class DeliveryQuarantined(DeliveryRejected):
+    """A delivery failed a check and now sits, still encrypted, in the LA's quarantine.
+
+    ``details`` is PII-free (check and expectation names, counts) for the evidence ledger.
+    """
+
+    def __init__(self, reason: str, *, check: str, details: dict[str, Any], quarantined: Path) -> None:
+        super().__init__(reason, check=check)
+        self.details = details
+        self.quarantined = quarantined
+
+
+def open_delivery_file(settings: Settings, la_code: str, path: Path, year_start: int) -> IntakeResult:
+    """Open one delivery from the LA's inbox; quarantine it and raise if any check fails.
+
+    Args:
+        settings: the home.
+        la_code: the LA opening it (a delivery addressed to another LA is rejected).
+        path: the ``.cmedelivery`` file.
+        year_start: the run's academic year (its compulsory-school-age window).
+
+    Raises:
+        DeliveryQuarantined: the delivery failed a check and was moved to quarantine.
+        KeyUnavailable: the LA's own keys are missing (a set-up fault, not the delivery's: the
+            delivery stays in the inbox).
+    """
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CmeError(f"cannot read delivery {path.name}: {exc.strerror}") from None
+    try:
+        return _check(settings, la_code, blob, year_start, path.name)
+    except DeliveryRejected as exc:
+        raise _quarantine(settings, la_code, path, exc.reason, exc.check, getattr(exc, "details", None)) from None
+    except CmeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crash in the checks must still quarantine
+        # The exception's own message may quote a value: keep only its type.
+        reason = f"checks could not complete ({type(exc).__name__})"
+        raise _quarantine(settings, la_code, path, reason, "internal", None) from None
+
+
+def _check(settings: Settings, la_code: str, blob: bytes, year_start: int, file_name: str) -> IntakeResult:
+    keys = FileKeyStore(settings.keys_dir)
+    manifest, plaintext = open_delivery(keys, blob, la_code=la_code)
+    if manifest.schema_version != EXTRACT_SCHEMA_VERSION:
+        raise DeliveryRejected(
+            f"manifest schema version is not {EXTRACT_SCHEMA_VERSION}", check="manifest"
+        )
+    try:
+        extract_date = dt.date.fromisoformat(manifest.extract_date)
+    except ValueError:
+        raise DeliveryRejected("manifest extract date is not a date", check="manifest") from None
+    if f"{manifest.delivery_id}{DELIVERY_SUFFIX}" != file_name:
+        # The name is the partner's, the id is signed: a renamed file is not what was sent.
+        raise DeliveryRejected("file name does not match the signed delivery id", check="manifest")
+    extract = parse_extract(plaintext)
+    del plaintext
+    outcome = validate_delivery(
+        extract,
+        manifest_rows=manifest.row_count,
+        year_start=year_start,
+        extract_date=extract_date,
+        subject="the extract",
+    )
+    return IntakeResult(manifest=manifest, extract=extract, validation=outcome)
+
+
+def _quarantine(
+    settings: Settings, la_code: str, path: Path, reason: str, check: str, details: Any
+) -> DeliveryQuarantined:
+    """Move the delivery, unchanged, into quarantine and build the error to raise."""
+    folder = settings.quarantine(la_code)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    n = 1
+    while target.exists():  # never overwrite an earlier quarantined file of the same name
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+        n += 1
+    os.replace(path, target)  # same file system under the LA's directory: atomic
+    _fsync_dir(folder)
+    _fsync_dir(path.parent)
+    facts: dict[str, Any] = dict(details) if isinstance(details, dict) else {"stage": "open"}
+    facts.update({"check": check, "delivery_file": path.name, "quarantined_as": target.name})
+    note = target.with_name(target.name + REJECTION_SUFFIX)
+    note.write_text(json.dumps({"reason": reason, **facts}, indent=1, sort_keys=True) + "\n")
+    message = f"delivery {path.name.removesuffix(DELIVERY_SUFFIX)} rejected and quarantined: {reason}"
+    return DeliveryQuarantined(message, check=check, details=facts, quarantined=target)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
