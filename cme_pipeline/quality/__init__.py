@@ -8,7 +8,14 @@ value (DESIGN.md §5). Importing this package does not import Great Expectations
 from __future__ import annotations
 
 from cme_pipeline.quality.delivery import check_delivery, validate_delivery
+from cme_pipeline.quality.evidence import write_results
 from cme_pipeline.quality.extract_csv import MAX_FIELD_CHARS, parse_extract
+from cme_pipeline.quality.gates import (
+    validate_match_output,
+    validate_post_deletion,
+    validate_registers,
+    validate_retained,
+)
 from cme_pipeline.quality.results import (
     DeliveryInvalid,
     ExpectationOutcome,
@@ -27,4 +34,9 @@ __all__ = [
     "facts",
     "parse_extract",
     "validate_delivery",
+    "validate_match_output",
+    "validate_post_deletion",
+    "validate_registers",
+    "validate_retained",
+    "write_results",
 ]
