@@ -291,3 +291,12 @@ def test_results_are_written_per_run_without_values_or_rows(settings: Settings, 
     text = path.read_text()
     assert "rows" not in text.replace("rows_checked", "")
     assert [n for n in good_extract.needles() + ["1980-01-01"] if n in text] == []
+
+
+def test_the_gx_context_is_ephemeral_builds_no_data_docs_and_sends_no_analytics() -> None:
+    from cme_pipeline.quality.runner import _batch_definition
+
+    context = _batch_definition().data_asset.datasource.data_context
+    config = context.get_config()
+    assert type(context).__name__ == "EphemeralDataContext"
+    assert not config.data_docs_sites and config.analytics_enabled is False
