@@ -25,7 +25,7 @@ from cme_pipeline.schemas import (
     register_columns,
 )
 
-MATCH_CHECK_COLUMNS = ("matched_register_record", "probability_band")
+MATCH_CHECK_COLUMNS = ("matched_register_record", "outcome_band")
 RETAINED_CHECK_COLUMNS = ("matched_child",)
 POST_DELETION_COUNTS = ("received", "matched", "possible", "unmatched", "retained")
 
@@ -92,12 +92,14 @@ def validate_match_output(
         view["matched_register_record"] = key.where(matched, None)
     else:
         view["matched_register_record"] = None
-    if "probability" in view:
+    if {"probability", "outcome"} <= set(view.columns):
+        # One derived text column keeps the check vectorised (GX's column-pair check iterates rows).
         p = pd.to_numeric(view["probability"], errors="coerce")
         band = np.select([p >= match_threshold, p >= possible_threshold, p.notna()], ["match", "possible", "below"], "")
-        view["probability_band"] = pd.Series(band, index=view.index).replace("", None)
+        pair = view["outcome"].astype(str) + ":" + pd.Series(band, index=view.index)
+        view["outcome_band"] = pair.where((band != "") & view["outcome"].notna(), None)
     else:
-        view["probability_band"] = None
+        view["outcome_band"] = None
     parameters = {
         "columns": [*MATCH_OUTCOME, *MATCH_CHECK_COLUMNS],
         "received": int(received),
