@@ -1,0 +1,25 @@
+"""Matching engine: decide, for every child on the health extract, whether they are on a register.
+
+Normalise, block on several keys, compare with rapidfuzz, score with a Fellegi-Sunter model
+(m by EM, u from random pairs, term-frequency adjusted), assign one-to-one, and band by two
+thresholds (DESIGN.md §4). Takes and returns DataFrames; never touches storage, crypto or Airflow,
+and never logs a personal value.
+"""
+
+from __future__ import annotations
+
+from cme_pipeline.matching.config import LinkConfig
+from cme_pipeline.matching.convert import health_to_canonical, register_to_canonical
+from cme_pipeline.matching.linker import explain, fit_model, link, match_registers
+from cme_pipeline.matching.model import LinkModel
+
+__all__ = [
+    "LinkConfig",
+    "LinkModel",
+    "explain",
+    "fit_model",
+    "health_to_canonical",
+    "link",
+    "match_registers",
+    "register_to_canonical",
+]

@@ -1,0 +1,196 @@
+"""``link``, ``match_registers`` and ``explain``: the matching engine's public operations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cme_pipeline.matching.assign import one_to_one
+from cme_pipeline.matching.blocking import block
+from cme_pipeline.matching.compare import COMPARISONS, LEVELS, compare
+from cme_pipeline.matching.config import LinkConfig
+from cme_pipeline.matching.model import LinkModel, contributions, fit, probability
+from cme_pipeline.matching.prepare import Prepared, prepare
+from cme_pipeline.progress import say, track
+from cme_pipeline.schemas import LINK_PAIRS, MATCH_OUTCOME
+
+# Pairs compared per chunk: bounds memory (a few hundred MB per chunk at most) and gives the
+# progress bar something to count.
+CHUNK = 1_000_000
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
+
+
+def _scored_pairs(
+    L: Prepared, R: Prepared, config: LinkConfig, progress: bool, model: LinkModel | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs at or above the lower threshold: (left row, right row, probability)."""
+    candidates = block(L, R)
+    if progress:
+        say(f"blocking: {len(candidates)} candidate pairs from {len(L)} x {len(R)} records")
+    if model is None:
+        model = fit(L, R, config)
+    kept_l, kept_r, kept_p = [], [], []
+    slices = _chunks(len(candidates))
+    for part in track(slices, len(slices), "scoring") if progress and slices else slices:
+        li, ri = candidates.left[part], candidates.right[part]
+        gamma = compare(L, R, li, ri, config.workers)
+        weight = contributions(model, L, R, li, ri, gamma, config.term_frequency).sum(axis=1)
+        p = probability(weight + model.prior_weight)
+        keep = p >= config.possible_threshold
+        kept_l.append(li[keep])
+        kept_r.append(ri[keep])
+        kept_p.append(p[keep])
+    if not kept_l:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0)
+    return np.concatenate(kept_l), np.concatenate(kept_r), np.concatenate(kept_p)
+
+
+def _bands(li: np.ndarray, ri: np.ndarray, p: np.ndarray, config: LinkConfig) -> np.ndarray:
+    """``match`` for pairs kept by one-to-one assignment at or above the match threshold,
+    ``possible`` for the rest (a strong pair that lost to a stronger one is for a human)."""
+    accepted = one_to_one(li, ri, p)
+    return np.where(accepted & (p >= config.match_threshold), "match", "possible")
+
+
+def link(
+    left: pd.DataFrame, right: pd.DataFrame, config: LinkConfig | None = None, progress: bool = False
+) -> pd.DataFrame:
+    """Link two frames of canonical person columns.
+
+    Args:
+        left: ``record_id`` and any canonical person columns (missing ones count as empty).
+        right: the same, for the other side (term frequencies and u come from both).
+        config: thresholds and estimation settings (default ``LinkConfig()``).
+        progress: draw stage counts and a progress bar on stderr (counts only).
+
+    Returns:
+        ``LINK_PAIRS`` columns for every pair at or above ``possible_threshold``, best first;
+        each record appears in at most one ``match`` row.
+    """
+    config = config or LinkConfig()
+    L, R = prepare(left), prepare(right)
+    if progress and (L.unparseable or R.unparseable):
+        say(f"unparseable values treated as missing: {L.unparseable} left, {R.unparseable} right")
+    if len(L) == 0 or len(R) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in LINK_PAIRS})
+    li, ri, p = _scored_pairs(L, R, config, progress)
+    band = _bands(li, ri, p, config)
+    out = pd.DataFrame(
+        {"left_id": L.record_id[li], "right_id": R.record_id[ri], "probability": p, "band": band}
+    )
+    out = out.sort_values(["probability", "left_id", "right_id"], ascending=[False, True, True])
+    return out.reset_index(drop=True)[list(LINK_PAIRS)]
+
+
+def match_registers(
+    health: pd.DataFrame, registers: dict[str, pd.DataFrame], config: LinkConfig | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The outcome for every health record against all registers.
+
+    Each register is linked separately (one-to-one within it: a child may be on several
+    registers). A health record is ``matched`` if its best pair is in the match band,
+    ``possible`` if in the possible band, else ``unmatched``.
+
+    Args:
+        health: canonical person columns, ``record_id`` a per-delivery row reference.
+        registers: register frames in canonical person columns, keyed by source name.
+        config: thresholds and estimation settings.
+        progress: stage counts on stderr.
+
+    Returns:
+        ``MATCH_OUTCOME`` columns, one row per health record in input order; ``register`` and
+        ``register_record_id`` of the best candidate ("" when there is none), ``probability``
+        its probability (0.0 when none).
+    """
+    config = config or LinkConfig()
+    frames = []
+    for source in sorted(registers):
+        frame = registers[source]
+        if len(frame) == 0:
+            continue
+        if progress:
+            say(f"matching against {source}: {len(frame)} register records")
+        pairs = link(health, frame, config, progress)
+        pairs["register"] = source
+        frames.append(pairs)
+    ids = health["record_id"].astype(str).to_numpy() if "record_id" in health else np.array([])
+    result = pd.DataFrame({"health_record_id": ids})
+    if frames:
+        pairs = pd.concat(frames, ignore_index=True)
+        pairs["is_match"] = pairs["band"] == "match"
+        pairs = pairs.sort_values(["is_match", "probability", "register"], ascending=[False, False, True])
+        best = pairs.drop_duplicates("left_id").set_index("left_id")
+        result = result.join(best, on="health_record_id")
+    else:
+        result = result.assign(band=None, right_id=None, register=None, probability=None)
+    outcome = np.where(result["band"] == "match", "matched", np.where(result["band"] == "possible", "possible", "unmatched"))
+    return pd.DataFrame(
+        {
+            "health_record_id": result["health_record_id"].to_numpy(),
+            "outcome": outcome,
+            "register": result["register"].fillna("").to_numpy(),
+            "register_record_id": result["right_id"].fillna("").to_numpy(),
+            "probability": result["probability"].astype(float).fillna(0.0).to_numpy(),
+        }
+    )[list(MATCH_OUTCOME)]
+
+
+def fit_model(left: pd.DataFrame, right: pd.DataFrame, config: LinkConfig | None = None) -> LinkModel:
+    """Fit the model ``link`` would use on these two frames (for repeated ``explain`` calls)."""
+    return fit(prepare(left), prepare(right), config or LinkConfig())
+
+
+def explain(
+    left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: str,
+    config: LinkConfig | None = None, model: LinkModel | None = None,
+) -> pd.DataFrame:
+    """Per-field match weights for one pair, for the clerical review pack.
+
+    The result names comparisons and agreement levels and gives weights in bits; it holds no
+    personal value, and nothing is logged.
+
+    Args:
+        left: the left frame (e.g. the health extract in canonical columns).
+        right: the right frame (one register).
+        left_id: the left record's ``record_id``.
+        right_id: the right record's ``record_id``.
+        config: estimation settings (used when ``model`` is not given).
+        model: a model from ``fit_model`` on the same frames; fitted here when not given.
+
+    Returns:
+        One row per comparison plus ``prior`` and ``total``: columns ``comparison``, ``level``,
+        ``weight`` (bits), and ``probability`` on the ``total`` row.
+
+    Raises:
+        KeyError: an id is not in its frame (the message names the side, not the id).
+    """
+    config = config or LinkConfig()
+    L, R = prepare(left), prepare(right)
+    model = model or fit(L, R, config)
+    lrow = np.flatnonzero(L.record_id == left_id)
+    rrow = np.flatnonzero(R.record_id == right_id)
+    if len(lrow) == 0 or len(rrow) == 0:
+        raise KeyError("left record not found" if len(lrow) == 0 else "right record not found")
+    li, ri = lrow[:1], rrow[:1]
+    gamma = compare(L, R, li, ri, config.workers)
+    weights = contributions(model, L, R, li, ri, gamma, config.term_frequency)[0]
+    rows = [
+        {
+            "comparison": c,
+            "level": "missing" if gamma[0, k] < 0 else LEVELS[c][gamma[0, k]],
+            "weight": float(weights[k]),
+        }
+        for k, c in enumerate(COMPARISONS)
+    ]
+    total = float(weights.sum() + model.prior_weight)
+    rows.insert(0, {"comparison": "prior", "level": "", "weight": model.prior_weight})
+    rows.append({"comparison": "total", "level": "", "weight": total})
+    out = pd.DataFrame(rows)
+    out["probability"] = np.nan
+    out.loc[out.index[-1], "probability"] = float(probability(np.array([total]))[0])
+    return out
