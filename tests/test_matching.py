@@ -256,3 +256,17 @@ def test_simulated_la_accuracy_and_twins() -> None:
     wrong = matched[~correct]
     assert not any(twins.get(nhs[h], "") != "" and twins.get(owner[(r, i)], "") == twins.get(nhs[h], "")
                    for h, r, i in zip(wrong["health_record_id"], wrong["register"], wrong["register_record_id"], strict=True))
+
+
+def test_twin_guard_holds_even_when_the_other_twins_own_pair_is_weaker() -> None:
+    # B's register record has forename and middle name swapped (a clerk's error), so B's own
+    # pair scores below A's cross pair; one-to-one alone would give B's record to A.
+    twin_a = {**TWIN_A, "middle_names": ""}
+    b_register = {**TWIN_B, "record_id": "g2", "forename": TWIN_B["middle_names"], "middle_names": TWIN_B["forename"]}
+    health, register = with_background(frame(twin_a, TWIN_B), frame(b_register))
+    pairs = link(health, register)
+    assert pair_band(pairs, "h1", "g2") == "possible"
+    assert pair_band(pairs, "h2", "g2") == "match"
+    table = explain(health, register, "h2", "g2").set_index("comparison")
+    assert table.loc["forename", "level"] == "swapped with middle"
+    assert table.loc["middle", "level"] == "missing"  # not counted twice

@@ -7,12 +7,15 @@ much that 6 million candidate pairs hold a few hundred thousand distinct name pa
 
 Levels (top first):
 
-- forename: exact, known variant (nickname or Welsh/English), forename/middle swapped,
-  Jaro-Winkler >= 0.92, >= 0.80, other.
+- forename: exact, known variant (nickname or Welsh/English), forename and middle swapped,
+  Jaro-Winkler >= 0.92, one side's middle name used as the other's forename, JW >= 0.80,
+  other. A full swap is strong evidence; a one-way use of the middle name is weak, because
+  middle names are drawn from the same pool as forenames and agree by chance often.
 - surname: exact, shares a family-name part or the former surname, JW >= 0.92, >= 0.80, other.
 - dob: exact, day and month transposed, one digit slipped or a day apart, within a year, other.
 - sex: same, different.
-- middle: exact, variant or JW >= 0.88, other.
+- middle: exact, variant or JW >= 0.88, other; null when the forename level already used the
+  middle name (a swap), so one fact is not counted twice.
 - location: postcode and address agree, postcode agrees, address agrees (house number and
   street), postcode sector, postcode district, other. Postcode and address are one comparison
   because a house move changes both: as two they would double-count one fact.
@@ -32,7 +35,8 @@ from cme_pipeline.matching import names
 from cme_pipeline.matching.prepare import MISSING_DAYS, Prepared
 
 LEVELS: Final[dict[str, tuple[str, ...]]] = {
-    "forename": ("other", "jw>=0.80", "jw>=0.92", "swapped with middle", "variant", "exact"),
+    "forename": ("other", "jw>=0.80", "middle as forename", "jw>=0.92", "swapped with middle",
+                 "variant", "exact"),
     "surname": ("other", "jw>=0.80", "jw>=0.92", "shares a part or former", "exact"),
     "dob": ("other", "within a year", "one digit or day", "day/month transposed", "exact"),
     "sex": ("different", "same"),
@@ -41,7 +45,8 @@ LEVELS: Final[dict[str, tuple[str, ...]]] = {
 }
 COMPARISONS: Final = tuple(LEVELS)
 # Levels whose agreement is on a specific value, weighted by how rare the value is.
-TF_LEVELS: Final = {"forename": 5, "surname": 4}
+TF_LEVELS: Final = {"forename": 6, "surname": 4}
+FORENAME_SWAPS: Final = (2, 4)  # forename levels that used the middle name
 
 
 def _distinct_pairs(
@@ -87,9 +92,9 @@ def _variants(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
 
 
 def _string_levels(sim: np.ndarray, out: np.ndarray, high: float, low: float) -> None:
-    """Fill JW levels 2 and 1 where nothing stronger was found yet (``out == 0``)."""
-    out[(out == 0) & (sim >= low)] = 1
-    out[(out < 2) & (sim >= high)] = 2
+    """Set JW levels 1 and 2 (callers then overwrite with stronger levels)."""
+    out[sim >= low] = 1
+    out[sim >= high] = 2
 
 
 def forename_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, workers: int) -> np.ndarray:
@@ -97,12 +102,14 @@ def forename_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, wo
     a, b = L.forename[li], R.forename[ri]
     out = np.zeros(len(li), dtype=np.int8)
     sim = _on_distinct(L.forename, R.forename, li, ri, _jaro_winkler(workers))
-    _string_levels(sim, out, 0.92, 0.80)
+    out[sim >= 0.80] = 1
     am, bm = L.middle[li], R.middle[ri]
-    swapped = ((a == bm) & (a != "")) | ((am == b) & (b != ""))
-    out[swapped] = 3
-    out[_on_distinct(L.forename, R.forename, li, ri, _variants).astype(bool)] = 4
-    out[a == b] = 5
+    forward, backward = (a == bm) & (a != ""), (am == b) & (b != "")
+    out[forward | backward] = 2
+    out[sim >= 0.92] = 3
+    out[forward & backward] = 4
+    out[_on_distinct(L.forename, R.forename, li, ri, _variants).astype(bool)] = 5
+    out[a == b] = 6
     out[(a == "") | (b == "")] = -1
     return out
 
@@ -218,12 +225,15 @@ def compare(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, workers: i
         ri: right row of each pair.
         workers: rapidfuzz threads.
     """
+    forename = forename_levels(L, R, li, ri, workers)
+    middle = middle_levels(L, R, li, ri, workers)
+    middle[np.isin(forename, FORENAME_SWAPS)] = -1
     columns = [
-        forename_levels(L, R, li, ri, workers),
+        forename,
         surname_levels(L, R, li, ri, workers),
         dob_levels(L, R, li, ri),
         sex_levels(L, R, li, ri),
-        middle_levels(L, R, li, ri, workers),
+        middle,
         location_levels(L, R, li, ri, workers),
     ]
     return np.stack(columns, axis=1) if len(li) else np.empty((0, len(COMPARISONS)), dtype=np.int8)

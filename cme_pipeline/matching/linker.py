@@ -11,6 +11,7 @@ from cme_pipeline.matching.compare import COMPARISONS, LEVELS, compare
 from cme_pipeline.matching.config import LinkConfig
 from cme_pipeline.matching.model import LinkModel, contributions, fit, probability
 from cme_pipeline.matching.prepare import Prepared, prepare
+from cme_pipeline.matching.twins import guarded, in_twin_group
 from cme_pipeline.progress import say, track
 from cme_pipeline.schemas import LINK_PAIRS, MATCH_OUTCOME
 
@@ -25,14 +26,16 @@ def _chunks(n: int) -> list[slice]:
 
 def _scored_pairs(
     L: Prepared, R: Prepared, config: LinkConfig, progress: bool, model: LinkModel | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate pairs at or above the lower threshold: (left row, right row, probability)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs at or above the lower threshold: left row, right row, probability, and
+    whether the twin guard holds the pair out of the match band."""
     candidates = block(L, R)
     if progress:
         say(f"blocking: {len(candidates)} candidate pairs from {len(L)} x {len(R)} records")
     if model is None:
         model = fit(L, R, config)
-    kept_l, kept_r, kept_p = [], [], []
+    left_twins, right_twins = in_twin_group(L), in_twin_group(R)
+    kept_l, kept_r, kept_p, kept_g = [], [], [], []
     slices = _chunks(len(candidates))
     for part in track(slices, len(slices), "scoring") if progress and slices else slices:
         li, ri = candidates.left[part], candidates.right[part]
@@ -43,16 +46,23 @@ def _scored_pairs(
         kept_l.append(li[keep])
         kept_r.append(ri[keep])
         kept_p.append(p[keep])
+        kept_g.append(guarded(left_twins, right_twins, li[keep], ri[keep], gamma[keep, 0]))
     if not kept_l:
         empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0)
-    return np.concatenate(kept_l), np.concatenate(kept_r), np.concatenate(kept_p)
+        return empty, empty, np.empty(0), np.empty(0, dtype=bool)
+    return tuple(np.concatenate(k) for k in (kept_l, kept_r, kept_p, kept_g))  # type: ignore[return-value]
 
 
-def _bands(li: np.ndarray, ri: np.ndarray, p: np.ndarray, config: LinkConfig) -> np.ndarray:
+def _bands(li: np.ndarray, ri: np.ndarray, p: np.ndarray, guard: np.ndarray, config: LinkConfig) -> np.ndarray:
     """``match`` for pairs kept by one-to-one assignment at or above the match threshold,
-    ``possible`` for the rest (a strong pair that lost to a stronger one is for a human)."""
-    accepted = one_to_one(li, ri, p)
+    ``possible`` for the rest (a strong pair that lost to a stronger one is for a human).
+
+    Guarded pairs (see ``twins``) take no part in the assignment, so a twin's cross pair can
+    never take the other twin's record from them.
+    """
+    accepted = np.zeros(len(li), dtype=bool)
+    free = ~guard
+    accepted[free] = one_to_one(li[free], ri[free], p[free])
     return np.where(accepted & (p >= config.match_threshold), "match", "possible")
 
 
@@ -77,8 +87,8 @@ def link(
         say(f"unparseable values treated as missing: {L.unparseable} left, {R.unparseable} right")
     if len(L) == 0 or len(R) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LINK_PAIRS})
-    li, ri, p = _scored_pairs(L, R, config, progress)
-    band = _bands(li, ri, p, config)
+    li, ri, p, guard = _scored_pairs(L, R, config, progress)
+    band = _bands(li, ri, p, guard, config)
     out = pd.DataFrame(
         {"left_id": L.record_id[li], "right_id": R.record_id[ri], "probability": p, "band": band}
     )
