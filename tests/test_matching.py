@@ -258,15 +258,24 @@ def test_simulated_la_accuracy_and_twins() -> None:
                    for h, r, i in zip(wrong["health_record_id"], wrong["register"], wrong["register_record_id"], strict=True))
 
 
-def test_twin_guard_holds_even_when_the_other_twins_own_pair_is_weaker() -> None:
-    # B's register record has forename and middle name swapped (a clerk's error), so B's own
-    # pair scores below A's cross pair; one-to-one alone would give B's record to A.
-    twin_a = {**TWIN_A, "middle_names": ""}
-    b_register = {**TWIN_B, "record_id": "g2", "forename": TWIN_B["middle_names"], "middle_names": TWIN_B["forename"]}
-    health, register = with_background(frame(twin_a, TWIN_B), frame(b_register))
+def test_twin_guard_holds_when_the_register_cannot_tell_the_twins_apart() -> None:
+    # B's register record carries a pet name our tables do not know and no middle name: A's
+    # cross pair scores exactly as B's own, and one-to-one alone would give B's record to A
+    # (the first in row order), matching (and deleting) a child who is on no register.
+    b_register = {**TWIN_B, "record_id": "g2", "forename": "Ozzy", "middle_names": ""}
+    health, register = with_background(frame(TWIN_A, TWIN_B), frame(b_register))
     pairs = link(health, register)
     assert pair_band(pairs, "h1", "g2") == "possible"
-    assert pair_band(pairs, "h2", "g2") == "match"
+    assert pair_band(pairs, "h2", "g2") == "possible"
+    outcome = match_registers(health, {"school_census": register}).set_index("health_record_id")
+    assert outcome.loc["h1", "outcome"] == outcome.loc["h2", "outcome"] == "possible"
+
+
+def test_full_swap_is_one_strong_agreement_not_two_disagreements() -> None:
+    b_register = {**TWIN_B, "record_id": "g2", "forename": TWIN_B["middle_names"], "middle_names": TWIN_B["forename"]}
+    health, register = with_background(frame(TWIN_A, TWIN_B), frame(b_register))
+    assert pair_band(link(health, register), "h2", "g2") == "match"
     table = explain(health, register, "h2", "g2").set_index("comparison")
     assert table.loc["forename", "level"] == "swapped with middle"
+    assert table.loc["forename", "weight"] > 3
     assert table.loc["middle", "level"] == "missing"  # not counted twice
