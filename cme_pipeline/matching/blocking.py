@@ -30,26 +30,26 @@ import pandas as pd
 
 from cme_pipeline.matching.prepare import Prepared, forename_codes, surname_codes
 
-Keys = tuple[np.ndarray, np.ndarray]  # (row, key) pairs; a record may have several rows
+Keys = tuple[np.ndarray, np.ndarray]  # (row, uint64 key); a record may have several rows
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio multiplier: spreads one key before mixing
 
 
-def _scalar(values: np.ndarray) -> Keys:
-    ok = np.flatnonzero(values != "")
-    return ok.astype(np.int64), values[ok]
+def _present(codes: np.ndarray) -> Keys:
+    ok = np.flatnonzero(codes != 0)
+    return ok.astype(np.int64), codes[ok]
 
 
-def _dob(p: Prepared) -> Keys:
-    return _scalar(p.dob_text)
+def _dob_ints(p: Prepared, values: np.ndarray, usable: np.ndarray) -> Keys:
+    ok = np.flatnonzero(usable & (p.dob[:, 0] >= 0))
+    return ok.astype(np.int64), values[ok].astype(np.uint64) + np.uint64(1)
 
 
 def _year(p: Prepared) -> Keys:
-    ok = np.flatnonzero(p.dob[:, 0] >= 0)
-    return ok.astype(np.int64), p.dob[ok, 0].astype(object)
+    return _dob_ints(p, p.dob[:, 0], np.ones(len(p), dtype=bool))
 
 
 def _year_month(p: Prepared) -> Keys:
-    ok = np.flatnonzero(p.dob[:, 0] >= 0)
-    return ok.astype(np.int64), (p.dob[ok, 0] * 100 + p.dob[ok, 1]).astype(object)
+    return _dob_ints(p, p.dob[:, 0] * 100 + p.dob[:, 1], np.ones(len(p), dtype=bool))
 
 
 def _dob_unordered(p: Prepared) -> Keys:
@@ -58,20 +58,24 @@ def _dob_unordered(p: Prepared) -> Keys:
     Only dates that can be transposed (day 12 or less, day != month) get one, which keeps this
     rule's blocks from repeating ``dob + surname`` for the other 60% of dates.
     """
-    ok = np.flatnonzero((p.dob[:, 0] >= 0) & (p.dob[:, 2] <= 12) & (p.dob[:, 2] != p.dob[:, 1]))
-    day, month = p.dob[ok, 2], p.dob[ok, 1]
+    day, month = p.dob[:, 2], p.dob[:, 1]
     low, high = np.minimum(day, month), np.maximum(day, month)
-    return ok.astype(np.int64), (p.dob[ok, 0] * 10_000 + low * 100 + high).astype(object)
+    return _dob_ints(p, p.dob[:, 0] * 10_000 + low * 100 + high, (day <= 12) & (day != month))
+
+
+def _hashed(keys: Keys) -> Keys:
+    rows, values = keys
+    return rows, pd.util.hash_array(values.astype(object), categorize=True).astype(np.uint64)
 
 
 KEY_FUNCTIONS: dict[str, Callable[[Prepared], Keys]] = {
-    "dob": _dob,
+    "dob": lambda p: _present(p.code("dob_text")),
     "year": _year,
     "year_month": _year_month,
     "dob_unordered": _dob_unordered,
-    "postcode": lambda p: _scalar(p.postcode),
-    "surname": surname_codes,
-    "forename": forename_codes,
+    "postcode": lambda p: _present(p.code("postcode")),
+    "surname": lambda p: _hashed(surname_codes(p)),
+    "forename": lambda p: _hashed(forename_codes(p)),
 }
 
 RULES: tuple[tuple[str, ...], ...] = (
@@ -97,30 +101,25 @@ class Candidates:
         return len(self.left)
 
 
-def _combined_keys(
-    left: Prepared, right: Prepared, rule: tuple[str, ...], cache: dict[tuple[str, int], Keys]
-) -> tuple[Keys, Keys]:
-    """(row, int key) for each side, the key being the combination of the rule's parts."""
-    sides = []
-    for side_index, prepared in enumerate((left, right)):
-        frame = None
-        for part in rule:
-            key = (part, side_index)
-            if key not in cache:
-                cache[key] = KEY_FUNCTIONS[part](prepared)
-            rows, values = cache[key]
-            piece = pd.DataFrame({"row": rows, part: values})
-            frame = piece if frame is None else frame.merge(piece, on="row")
-        assert frame is not None
-        sides.append(frame)
-    both = pd.concat(sides, ignore_index=True)
-    # One integer per distinct combination, shared by both sides.
-    code = both.groupby(list(rule), sort=False).ngroup().to_numpy()
-    n_left = len(sides[0])
-    return (
-        (sides[0]["row"].to_numpy(), code[:n_left]),
-        (sides[1]["row"].to_numpy(), code[n_left:]),
-    )
+def _rule_keys(prepared: Prepared, rule: tuple[str, ...], cache: dict[str, Keys]) -> Keys:
+    """(row, key) for one side, the key mixing the rule's parts (several rows per record when
+    a part has several values, e.g. a double-barrelled surname)."""
+    rows: np.ndarray | None = None
+    key: np.ndarray | None = None
+    for part in rule:
+        if part not in cache:
+            cache[part] = KEY_FUNCTIONS[part](prepared)
+        part_rows, part_keys = cache[part]
+        if rows is None or key is None:
+            rows, key = part_rows, part_keys
+            continue
+        joined = pd.DataFrame({"row": rows, "a": key}).merge(
+            pd.DataFrame({"row": part_rows, "b": part_keys}), on="row"
+        )
+        rows = joined["row"].to_numpy()
+        key = (joined["a"].to_numpy(dtype=np.uint64) * _MIX) ^ joined["b"].to_numpy(dtype=np.uint64)
+    assert rows is not None and key is not None
+    return rows, key
 
 
 def block(left: Prepared, right: Prepared, rules: tuple[tuple[str, ...], ...] = RULES) -> Candidates:
@@ -131,12 +130,14 @@ def block(left: Prepared, right: Prepared, rules: tuple[tuple[str, ...], ...] = 
         right: the right side's features.
         rules: blocking rules, each a tuple of key names from ``KEY_FUNCTIONS``.
     """
-    cache: dict[tuple[str, int], Keys] = {}
+    left_cache: dict[str, Keys] = {}
+    right_cache: dict[str, Keys] = {}
     found: list[np.ndarray] = []
     per_rule: dict[str, int] = {}
     n_right = max(len(right), 1)
     for rule in rules:
-        (lrows, lkey), (rrows, rkey) = _combined_keys(left, right, rule, cache)
+        lrows, lkey = _rule_keys(left, rule, left_cache)
+        rrows, rkey = _rule_keys(right, rule, right_cache)
         joined = pd.DataFrame({"k": lkey, "l": lrows}).merge(pd.DataFrame({"k": rkey, "r": rrows}), on="k")
         pair = joined["l"].to_numpy(dtype=np.int64) * n_right + joined["r"].to_numpy(dtype=np.int64)
         pair = pd.unique(pair)

@@ -99,36 +99,32 @@ def _string_levels(sim: np.ndarray, out: np.ndarray, high: float, low: float) ->
 
 def forename_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, workers: int) -> np.ndarray:
     """Forename levels (see module docstring)."""
-    a, b = L.forename[li], R.forename[ri]
+    a, b = L.code("forename")[li], R.code("forename")[ri]
     out = np.zeros(len(li), dtype=np.int8)
     sim = _on_distinct(L.forename, R.forename, li, ri, _jaro_winkler(workers))
     out[sim >= 0.80] = 1
-    am, bm = L.middle[li], R.middle[ri]
-    forward, backward = (a == bm) & (a != ""), (am == b) & (b != "")
+    am, bm = L.code("middle")[li], R.code("middle")[ri]
+    forward, backward = (a == bm) & (a != 0), (am == b) & (b != 0)
     out[forward | backward] = 2
     out[sim >= 0.92] = 3
     out[forward & backward] = 4
     out[_on_distinct(L.forename, R.forename, li, ri, _variants).astype(bool)] = 5
     out[a == b] = 6
-    out[(a == "") | (b == "")] = -1
+    out[(a == 0) | (b == 0)] = -1
     return out
 
 
 def surname_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, workers: int) -> np.ndarray:
     """Surname levels (see module docstring)."""
-    a, b = L.surname[li], R.surname[ri]
+    a, b = L.code("surname")[li], R.code("surname")[ri]
     out = np.zeros(len(li), dtype=np.int8)
     sim = _on_distinct(L.surname, R.surname, li, ri, _jaro_winkler(workers))
     _string_levels(sim, out, 0.92, 0.80)
     # Which (left, right) surnames share a part or a former surname: on distinct pairs of
-    # (surname, former) x (surname) only.
+    # (surname, former) x (surname) only, and the sets built once per distinct value.
     left_key = L.surname + "|" + L.alt_surname
-    part_sets = {}
-    for key, whole, parts, alt in zip(left_key, L.surname, L.surname_parts, L.alt_surname, strict=True):
-        part_sets[key] = {whole, alt, *parts} - {""}
-    right_sets = {}
-    for whole, parts in zip(R.surname, R.surname_parts, strict=True):
-        right_sets[whole] = {whole, *parts} - {""}
+    part_sets = _distinct_sets(left_key, L.surname, L.surname_parts, L.alt_surname)
+    right_sets = _distinct_sets(R.surname, R.surname, R.surname_parts, None)
 
     def shares(ua: np.ndarray, ub: np.ndarray) -> np.ndarray:
         return np.fromiter(
@@ -137,8 +133,18 @@ def surname_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, wor
 
     out[_on_distinct(left_key, R.surname, li, ri, shares).astype(bool)] = 3
     out[a == b] = 4
-    out[(a == "") | (b == "")] = -1
+    out[(a == 0) | (b == 0)] = -1
     return out
+
+
+def _distinct_sets(
+    key: np.ndarray, whole: np.ndarray, parts: np.ndarray, alt: np.ndarray | None
+) -> dict[str, set[str]]:
+    _, first = np.unique(key.astype(str), return_index=True)
+    sets = {}
+    for i in first:
+        sets[key[i]] = {whole[i], *parts[i], *(() if alt is None else (alt[i],))} - {""}
+    return sets
 
 
 def dob_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray) -> np.ndarray:
@@ -148,22 +154,13 @@ def dob_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray) -> np.n
     out = np.zeros(len(li), dtype=np.int8)
     gap = np.abs(da - db)
     out[gap <= 366] = 1
-    digits_a = _digits(a)
-    digits_b = _digits(b)
-    one_digit = (digits_a != digits_b).sum(axis=1) == 1
+    one_digit = (L.digits()[li] != R.digits()[ri]).sum(axis=1) == 1
     out[one_digit | (gap == 1)] = 2
     transposed = (a[:, 0] == b[:, 0]) & (a[:, 1] == b[:, 2]) & (a[:, 2] == b[:, 1]) & (a[:, 1] != a[:, 2])
     out[transposed] = 3
     out[gap == 0] = 4
     out[(da == MISSING_DAYS) | (db == MISSING_DAYS)] = -1
     return out
-
-
-def _digits(dob: np.ndarray) -> np.ndarray:
-    """The eight digits of YYYYMMDD as an (n, 8) array."""
-    number = dob[:, 0].astype(np.int64) * 10_000 + dob[:, 1] * 100 + dob[:, 2]
-    powers = 10 ** np.arange(7, -1, -1, dtype=np.int64)
-    return (number[:, None] // powers) % 10
 
 
 def sex_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray) -> np.ndarray:
@@ -176,41 +173,45 @@ def sex_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray) -> np.n
 
 def middle_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, workers: int) -> np.ndarray:
     """Middle-name levels; missing on either side (registers often drop it) is null."""
-    a, b = L.middle[li], R.middle[ri]
+    a, b = L.code("middle")[li], R.code("middle")[ri]
     out = np.zeros(len(li), dtype=np.int8)
-    sim = _on_distinct(L.middle, R.middle, li, ri, _jaro_winkler(workers))
-    out[sim >= 0.88] = 1
-    out[_on_distinct(L.middle, R.middle, li, ri, _variants).astype(bool)] = 1
+    both = np.flatnonzero((a != 0) & (b != 0))  # registers often drop it: compare only where held
+    if len(both):
+        lj, rj = li[both], ri[both]
+        close = _on_distinct(L.middle, R.middle, lj, rj, _jaro_winkler(workers)) >= 0.88
+        close |= _on_distinct(L.middle, R.middle, lj, rj, _variants).astype(bool)
+        out[both[close]] = 1
     out[a == b] = 2
-    out[(a == "") | (b == "")] = -1
+    out[(a == 0) | (b == 0)] = -1
     return out
 
 
 def location_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, workers: int) -> np.ndarray:
     """Location levels from postcode and address together (see module docstring)."""
-    pa, pb = L.postcode[li], R.postcode[ri]
-    ha, hb = L.house[li], R.house[ri]
-    addr_a, addr_b = L.address[li], R.address[ri]
+    pa, pb = L.code("postcode")[li], R.code("postcode")[ri]
+    ha, hb = L.code("house")[li], R.code("house")[ri]
+    addr_a, addr_b = L.code("address")[li], R.code("address")[ri]
     out = np.zeros(len(li), dtype=np.int8)
-    out[(L.district[li] == R.district[ri]) & (pa != "")] = 1
-    out[(L.sector[li] == R.sector[ri]) & (pa != "")] = 2
+    district_a, sector_a = L.code("district")[li], L.code("sector")[li]
+    out[(district_a == R.code("district")[ri]) & (district_a != 0)] = 1
+    out[(sector_a == R.code("sector")[ri]) & (sector_a != 0)] = 2
     # Address agreement: same house number (or both without one) and similar tokens; token-set
     # ratio is only worth computing where the house numbers already agree.
-    candidates = np.flatnonzero((ha == hb) & (addr_a != "") & (addr_b != ""))
+    candidates = np.flatnonzero((ha == hb) & (addr_a != 0) & (addr_b != 0))
     address_agrees = np.zeros(len(li), dtype=bool)
     if len(candidates):
         sim = _on_distinct(
             L.address, R.address, li[candidates], ri[candidates],
             lambda ua, ub: process.cpdist(list(ua), list(ub), scorer=fuzz.token_set_ratio, workers=workers),
         )
-        threshold = np.where(ha[candidates] != "", 85.0, 92.0)
+        threshold = np.where(ha[candidates] != 0, 85.0, 92.0)
         address_agrees[candidates] = sim >= threshold
     out[address_agrees] = 3
-    same_postcode = (pa == pb) & (pa != "")
+    same_postcode = (pa == pb) & (pa != 0)
     out[same_postcode] = 4
     out[same_postcode & address_agrees] = 5
-    no_location_a = (pa == "") & (addr_a == "")
-    no_location_b = (pb == "") & (addr_b == "")
+    no_location_a = (pa == 0) & (addr_a == 0)
+    no_location_b = (pb == 0) & (addr_b == 0)
     out[no_location_a | no_location_b] = -1
     return out
 

@@ -85,6 +85,10 @@ def link(
     L, R = prepare(left), prepare(right)
     if progress and (L.unparseable or R.unparseable):
         say(f"unparseable values treated as missing: {L.unparseable} left, {R.unparseable} right")
+    return _link_prepared(L, R, config, progress)
+
+
+def _link_prepared(L: Prepared, R: Prepared, config: LinkConfig, progress: bool) -> pd.DataFrame:
     if len(L) == 0 or len(R) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LINK_PAIRS})
     li, ri, p, guard = _scored_pairs(L, R, config, progress)
@@ -119,13 +123,14 @@ def match_registers(
     """
     config = config or LinkConfig()
     frames = []
+    L = prepare(health)  # once, whatever the number of registers
     for source in sorted(registers):
         frame = registers[source]
         if len(frame) == 0:
             continue
         if progress:
             say(f"matching against {source}: {len(frame)} register records")
-        pairs = link(health, frame, config, progress)
+        pairs = _link_prepared(L, prepare(frame), config, progress)
         pairs["register"] = source
         frames.append(pairs)
     ids = health["record_id"].astype(str).to_numpy() if "record_id" in health else np.array([])

@@ -33,6 +33,8 @@ _ADDRESS_TOKENS = {
 
 def fold(text: str) -> str:
     """Lower case, diacritics removed (Siân -> sian, Llŷr -> llyr, Hâf -> haf)."""
+    if text.isascii():  # the common case, ten times faster than decomposing
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
