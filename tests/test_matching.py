@@ -279,3 +279,10 @@ def test_full_swap_is_one_strong_agreement_not_two_disagreements() -> None:
     assert table.loc["forename", "level"] == "swapped with middle"
     assert table.loc["forename", "weight"] > 3
     assert table.loc["middle", "level"] == "missing"  # not counted twice
+
+
+def test_record_without_dob_or_postcode_is_still_compared() -> None:
+    left = frame(person("h1", "Dafydd", "Przybylski", "2014-13-01", postcode="", address=""))
+    right = frame(person("g1", "Dave", "Przybylski", "2014-01-13"))
+    pairs = linked(left, right)
+    assert pair_band(pairs, "h1", "g1") is not None  # compared and at least possible

@@ -13,6 +13,8 @@ year, month + surname sound + forename   a day slipped by a digit (the month sta
 year, day-and-month set + surname sound  day and month are transposed
 birth year + postcode + forename root    the dob is wrong and the surname changed
 postcode + surname sound                 the dob is wrong and the forename is a variant
+surname sound + forename root            the dob is missing or unparseable on one side (this
+                                         rule joins only records without a dob to the other side)
 =======================================  ==========================================================
 
 Soundex keeps the first letter and codes the rest loosely, so most typos keep the key; a
@@ -87,6 +89,8 @@ RULES: tuple[tuple[str, ...], ...] = (
     ("year", "postcode", "forename"),
     ("postcode", "surname"),
 )
+# Rules too coarse for everyone, applied only where one side of the pair has no usable dob.
+RULES_WITHOUT_DOB: tuple[tuple[str, ...], ...] = (("surname", "forename"),)
 
 
 @dataclass
@@ -122,6 +126,12 @@ def _rule_keys(prepared: Prepared, rule: tuple[str, ...], cache: dict[str, Keys]
     return rows, key
 
 
+def _join(lrows: np.ndarray, lkey: np.ndarray, rrows: np.ndarray, rkey: np.ndarray, n_right: int) -> np.ndarray:
+    joined = pd.DataFrame({"k": lkey, "l": lrows}).merge(pd.DataFrame({"k": rkey, "r": rrows}), on="k")
+    pair = joined["l"].to_numpy(dtype=np.int64) * n_right + joined["r"].to_numpy(dtype=np.int64)
+    return np.asarray(pd.unique(pair))
+
+
 def block(left: Prepared, right: Prepared, rules: tuple[tuple[str, ...], ...] = RULES) -> Candidates:
     """All candidate pairs under any of ``rules``, each pair once.
 
@@ -138,10 +148,19 @@ def block(left: Prepared, right: Prepared, rules: tuple[tuple[str, ...], ...] = 
     for rule in rules:
         lrows, lkey = _rule_keys(left, rule, left_cache)
         rrows, rkey = _rule_keys(right, rule, right_cache)
-        joined = pd.DataFrame({"k": lkey, "l": lrows}).merge(pd.DataFrame({"k": rkey, "r": rrows}), on="k")
-        pair = joined["l"].to_numpy(dtype=np.int64) * n_right + joined["r"].to_numpy(dtype=np.int64)
-        pair = pd.unique(pair)
+        pair = _join(lrows, lkey, rrows, rkey, n_right)
         per_rule["+".join(rule)] = len(pair)
+        found.append(pair)
+    left_no_dob, right_no_dob = left.dob[:, 0] < 0, right.dob[:, 0] < 0
+    for rule in RULES_WITHOUT_DOB if left_no_dob.any() or right_no_dob.any() else ():
+        lrows, lkey = _rule_keys(left, rule, left_cache)
+        rrows, rkey = _rule_keys(right, rule, right_cache)
+        lsel, rsel = left_no_dob[lrows], right_no_dob[rrows]
+        pair = np.concatenate([
+            _join(lrows[lsel], lkey[lsel], rrows, rkey, n_right),
+            _join(lrows, lkey, rrows[rsel], rkey[rsel], n_right),
+        ])
+        per_rule["+".join(rule) + " (no dob)"] = len(pair)
         found.append(pair)
     allpairs = pd.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
     allpairs = np.sort(allpairs)
