@@ -39,10 +39,3 @@ class LinkConfig:
         if not 0.0 <= self.possible_threshold <= self.match_threshold <= 1.0:
             raise ValueError("thresholds must satisfy 0 <= possible <= match <= 1")
 
-    def band(self, probability: float) -> str | None:
-        """The band of one probability: ``"match"``, ``"possible"`` or ``None``."""
-        if probability >= self.match_threshold:
-            return "match"
-        if probability >= self.possible_threshold:
-            return "possible"
-        return None

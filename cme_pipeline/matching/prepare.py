@@ -12,7 +12,6 @@ from cme_pipeline.matching import names
 from cme_pipeline.matching.normalise import (
     address_parts,
     as_text,
-    clean_text,
     given_key,
     map_unique,
     parse_dates,
@@ -181,7 +180,3 @@ def prepare(frame: pd.DataFrame) -> Prepared:
         unparseable=unparseable,
     )
 
-
-def clean_column(values: np.ndarray) -> np.ndarray:
-    """Cleaned text of a column (used by ``explain`` to show what was compared)."""
-    return map_unique(values, clean_text)
