@@ -171,15 +171,27 @@ def test_threshold_bands_follow_config() -> None:
 
 
 def test_one_to_one_each_record_in_at_most_one_match() -> None:
-    child = person("h1", "Gethin", "Przybylski", "2014-05-20")
-    # the register holds the same child twice (a duplicate enrolment)
-    pairs = linked(frame(child), frame({**child, "record_id": "g1"}, {**child, "record_id": "g2"}))
+    child = person("h1", "Gethin", "Przybylski", "2014-05-20", middle_names="Aled")
+    # the register holds the child twice: once current, once from before a house move
+    stale = {**child, "record_id": "g2", "address": "9 Mill Lane, Bridgend", "postcode": "CF31 1AA"}
+    pairs = linked(frame(child), frame({**child, "record_id": "g1"}, stale))
     matches = pairs[pairs["band"] == "match"]
     assert not matches["left_id"].duplicated().any()
     assert not matches["right_id"].duplicated().any()
-    assert (matches["left_id"] == "h1").sum() == 1
-    # the losing duplicate is still shown for review
-    assert set(pairs.loc[pairs["left_id"] == "h1", "band"]) == {"match", "possible"}
+    assert pair_band(pairs, "h1", "g1") == "match"
+    assert pair_band(pairs, "h1", "g2") == "possible"  # shown for review, never a second match
+
+
+def test_identical_rivals_are_for_review_not_row_order() -> None:
+    child = person("h1", "Gethin", "Przybylski", "2014-05-20")
+    pairs = linked(frame(child), frame({**child, "record_id": "g1"}, {**child, "record_id": "g2"}))
+    assert pair_band(pairs, "h1", "g1") == pair_band(pairs, "h1", "g2") == "possible"
+    # the same child twice on the health side, once on the register
+    pairs = linked(frame(child, {**child, "record_id": "h2"}), frame({**child, "record_id": "g1"}))
+    assert pair_band(pairs, "h1", "g1") == pair_band(pairs, "h2", "g1") == "possible"
+    loose = linked(frame(child), frame({**child, "record_id": "g1"}, {**child, "record_id": "g2"}),
+                   LinkConfig(ambiguity_bits=-1.0))
+    assert (loose["band"] == "match").sum() >= 1 and pair_band(loose, "h1", "g1") == "match"
 
 
 def test_missing_columns_and_unparseable_values_are_missing_not_errors() -> None:
@@ -286,3 +298,16 @@ def test_record_without_dob_or_postcode_is_still_compared() -> None:
     right = frame(person("g1", "Dave", "Przybylski", "2014-01-13"))
     pairs = linked(left, right)
     assert pair_band(pairs, "h1", "g1") is not None  # compared and at least possible
+
+
+def test_same_house_number_on_another_street_is_not_an_address_agreement() -> None:
+    left = frame(person("h1", "Iwan", "Przybylski", "2021-06-26", address="206 Castle Street, Blackwood, Caerphilly",
+                        postcode="NP12 4DD"))
+    right = frame(person("g1", "Iwan", "Przybylski", "2021-06-26", address="206 Hill Street, Caerphilly",
+                         postcode="CF82 3HB"),
+                  person("g2", "Iwan", "Przybylski", "2021-06-26", address="206 Castle St, Blackwood",
+                         postcode=""))
+    big_left, big_right = with_background(left, right)
+    model = fit_model(big_left, big_right)
+    assert explain(big_left, big_right, "h1", "g1", model=model).set_index("comparison").loc["location", "level"] == "other"
+    assert explain(big_left, big_right, "h1", "g2", model=model).set_index("comparison").loc["location", "level"] == "address"

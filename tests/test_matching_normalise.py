@@ -67,7 +67,8 @@ def test_postcode_parts(raw: str, parts: tuple[str, str, str]) -> None:
 
 
 def test_address_tokens_agree_across_abbreviations() -> None:
-    assert address_parts("12 St David's Road, Cardiff") == address_parts("12 Saint Davids Rd Cardiff")
+    assert address_parts("12 St David's Road, Cardiff") == address_parts("12 Saint Davids Rd, Caerdydd, Cardiff")
+    assert address_parts("208 Hill Street, Cardiff, Cardiff") == ("208", "208 hill st")
     assert address_parts("Flat 3, 12a High Street")[0] == "3"
     assert address_parts("12A High St")[0] == "12a"
     assert address_parts("Ty Gwyn, Heol Fawr")[0] == ""

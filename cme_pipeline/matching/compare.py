@@ -195,17 +195,17 @@ def location_levels(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, wo
     district_a, sector_a = L.code("district")[li], L.code("sector")[li]
     out[(district_a == R.code("district")[ri]) & (district_a != 0)] = 1
     out[(sector_a == R.code("sector")[ri]) & (sector_a != 0)] = 2
-    # Address agreement: same house number (or both without one) and similar tokens; token-set
-    # ratio is only worth computing where the house numbers already agree.
+    # Address agreement: same house number (or both without one) and a near-identical house and
+    # street line (normalised Indel similarity >= 90: a typo, not a different street); only worth
+    # computing where the house numbers already agree.
     candidates = np.flatnonzero((ha == hb) & (addr_a != 0) & (addr_b != 0))
     address_agrees = np.zeros(len(li), dtype=bool)
     if len(candidates):
         sim = _on_distinct(
             L.address, R.address, li[candidates], ri[candidates],
-            lambda ua, ub: process.cpdist(list(ua), list(ub), scorer=fuzz.token_set_ratio, workers=workers),
+            lambda ua, ub: process.cpdist(list(ua), list(ub), scorer=fuzz.ratio, workers=workers),
         )
-        threshold = np.where(ha[candidates] != 0, 85.0, 92.0)
-        address_agrees[candidates] = sim >= threshold
+        address_agrees[candidates] = sim >= 90.0
     out[address_agrees] = 3
     same_postcode = (pa == pb) & (pa != 0)
     out[same_postcode] = 4

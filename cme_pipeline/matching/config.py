@@ -22,6 +22,10 @@ class LinkConfig:
         em_iterations: the EM cap; it usually converges in under 15.
         term_frequency: weigh agreement on a name by how rare the name is (Jones counts for less
             than Przybylski).
+        ambiguity_bits: a pair is a ``match`` only if no other pair of either record comes within
+            this many bits (a factor of 2**bits in odds) of its weight; otherwise both are
+            ``possible``. Two register records of one child, or two same-name same-dob children
+            one of whom moved, are for a human to tell apart, not for row order.
         seed: the random seed for sampling, so a run is reproducible.
         workers: threads for rapidfuzz (-1: every core).
     """
@@ -32,6 +36,7 @@ class LinkConfig:
     em_sample: int = 300_000
     em_iterations: int = 25
     term_frequency: bool = True
+    ambiguity_bits: float = 5.0
     seed: int = 1
     workers: int = -1
 

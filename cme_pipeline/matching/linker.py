@@ -27,8 +27,8 @@ def _chunks(n: int) -> list[slice]:
 def _scored_pairs(
     L: Prepared, R: Prepared, config: LinkConfig, progress: bool, model: LinkModel | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate pairs at or above the lower threshold: left row, right row, probability, and
-    whether the twin guard holds the pair out of the match band."""
+    """Candidate pairs at or above the lower threshold: left row, right row, match weight
+    (bits), and whether the twin guard holds the pair out of the match band."""
     candidates = block(L, R)
     if progress:
         say(f"blocking: {len(candidates)} candidate pairs from {len(L)} x {len(R)} records")
@@ -41,11 +41,11 @@ def _scored_pairs(
         li, ri = candidates.left[part], candidates.right[part]
         gamma = compare(L, R, li, ri, config.workers)
         weight = contributions(model, L, R, li, ri, gamma, config.term_frequency).sum(axis=1)
-        p = probability(weight + model.prior_weight)
-        keep = p >= config.possible_threshold
+        weight += model.prior_weight
+        keep = probability(weight) >= config.possible_threshold
         kept_l.append(li[keep])
         kept_r.append(ri[keep])
-        kept_p.append(p[keep])
+        kept_p.append(weight[keep])
         kept_g.append(guarded(left_twins, right_twins, li[keep], ri[keep], gamma[keep, 0]))
     if not kept_l:
         empty = np.empty(0, dtype=np.int64)
@@ -53,17 +53,34 @@ def _scored_pairs(
     return tuple(np.concatenate(k) for k in (kept_l, kept_r, kept_p, kept_g))  # type: ignore[return-value]
 
 
-def _bands(li: np.ndarray, ri: np.ndarray, p: np.ndarray, guard: np.ndarray, config: LinkConfig) -> np.ndarray:
-    """``match`` for pairs kept by one-to-one assignment at or above the match threshold,
-    ``possible`` for the rest (a strong pair that lost to a stronger one is for a human).
+def _runner_up(key: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """For each pair, the best weight among the *other* pairs sharing its ``key`` (-inf if none)."""
+    frame = pd.DataFrame({"k": key, "w": weight})
+    ordered = frame.sort_values("w", ascending=False, kind="stable")
+    rank = ordered.groupby("k").cumcount()
+    first = ordered["w"].where(rank == 0).groupby(ordered["k"]).max()
+    second = ordered["w"].where(rank == 1).groupby(ordered["k"]).max()
+    best = frame["k"].map(first).to_numpy()
+    runner = frame["k"].map(second).fillna(-np.inf).to_numpy()
+    is_first = np.zeros(len(key), dtype=bool)
+    is_first[ordered.index[(rank == 0).to_numpy()]] = True
+    return np.where(is_first, runner, best)
+
+
+def _bands(li: np.ndarray, ri: np.ndarray, w: np.ndarray, guard: np.ndarray, config: LinkConfig) -> np.ndarray:
+    """``match`` for pairs kept by one-to-one assignment at or above the match threshold with
+    no close rival, ``possible`` for the rest (a strong pair that lost to a stronger one, or
+    one with a rival within ``ambiguity_bits``, is for a human).
 
     Guarded pairs (see ``twins``) take no part in the assignment, so a twin's cross pair can
-    never take the other twin's record from them.
+    never take the other twin's record from them; they still count as rivals.
     """
     accepted = np.zeros(len(li), dtype=bool)
     free = ~guard
-    accepted[free] = one_to_one(li[free], ri[free], p[free])
-    return np.where(accepted & (p >= config.match_threshold), "match", "possible")
+    accepted[free] = one_to_one(li[free], ri[free], w[free])
+    rival = np.maximum(_runner_up(li, w), _runner_up(ri, w))
+    clear = rival < w - config.ambiguity_bits
+    return np.where(accepted & clear & (probability(w) >= config.match_threshold), "match", "possible")
 
 
 def link(
@@ -91,8 +108,9 @@ def link(
 def _link_prepared(L: Prepared, R: Prepared, config: LinkConfig, progress: bool) -> pd.DataFrame:
     if len(L) == 0 or len(R) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LINK_PAIRS})
-    li, ri, p, guard = _scored_pairs(L, R, config, progress)
-    band = _bands(li, ri, p, guard, config)
+    li, ri, w, guard = _scored_pairs(L, R, config, progress)
+    band = _bands(li, ri, w, guard, config)
+    p = probability(w)
     out = pd.DataFrame(
         {"left_id": L.record_id[li], "right_id": R.record_id[ri], "probability": p, "band": band}
     )

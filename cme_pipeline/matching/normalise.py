@@ -113,12 +113,16 @@ def postcode_parts(text: str) -> tuple[str, str, str]:
 
 
 def address_parts(text: str) -> tuple[str, str]:
-    """(house number, normalised token string) of a one-line address.
+    """(house number, house-and-street line) of a one-line address, normalised.
 
-    The house number is the first token holding a digit (``12``, ``12a``); street types are
-    shortened to one form.
+    The line is the first comma-separated part holding a digit (else the first part), because
+    towns and county names that follow differ between sources (the GP record adds the LA's
+    name) and would make two different streets of one town look alike. The house number is the
+    first token holding a digit (``12``, ``12a``); street types are shortened to one form.
     """
-    tokens = [_ADDRESS_TOKENS.get(t, t) for t in clean_text(text).split()]
+    segments = [seg for seg in text.split(",") if seg.strip()]
+    line = next((seg for seg in segments if any(c.isdigit() for c in seg)), segments[0] if segments else "")
+    tokens = [_ADDRESS_TOKENS.get(t, t) for t in clean_text(line).split()]
     number = next((t for t in tokens if any(c.isdigit() for c in t)), "")
     return number, " ".join(tokens)
 
