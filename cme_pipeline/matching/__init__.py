@@ -2,7 +2,8 @@
 
 Normalise, block on several keys, compare with rapidfuzz, score with a Fellegi-Sunter model
 (m by EM, u from random pairs, term-frequency adjusted), assign one-to-one, and band by two
-thresholds (DESIGN.md §4). Takes and returns DataFrames; never touches storage, crypto or Airflow,
+thresholds (DESIGN.md §4). Two guards keep doubtful pairs for a human rather than deciding them:
+twins whose forenames disagree, and any pair with a rival for either record within a few bits. Takes and returns DataFrames; never touches storage, crypto or Airflow,
 and never logs a personal value.
 """
 
