@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 
-def one_to_one(left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> np.ndarray:
+def one_to_one(left: np.ndarray, right: np.ndarray, score: np.ndarray) -> np.ndarray:
     """A boolean mask of the pairs accepted by greedy one-to-one assignment.
 
     Ties are broken by row order (left, then right) so the result is deterministic.
@@ -21,13 +21,13 @@ def one_to_one(left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> 
     Args:
         left: left row of each pair.
         right: right row of each pair.
-        probability: the pair's match probability.
+        score: the pair's match weight or probability (higher is surer).
     """
     n = len(left)
     accepted = np.zeros(n, dtype=bool)
     if n == 0:
         return accepted
-    order = np.lexsort((right, left, -probability))
+    order = np.lexsort((right, left, -score))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     alive = np.ones(n, dtype=bool)
