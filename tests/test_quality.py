@@ -238,6 +238,14 @@ def test_retained_suite_fails_on_a_matched_childs_number_without_naming_it(good_
     assert matched[0] not in str(caught.value) + json.dumps(caught.value.details)
 
 
+def test_retained_recheck_by_record_reference_after_deletion(good_extract: GoodExtract) -> None:
+    retained = _retained(good_extract).assign(health_record_id=lambda f: [f"r{i:06d}" for i in range(1, len(f) + 1)])
+    assert validate_retained(retained, [], TODAY, matched_record_ids={"r999999"}).success
+    with pytest.raises(QualityGateFailed) as caught:
+        validate_retained(retained, [], TODAY, matched_record_ids={"r000002"})
+    assert _failed(caught.value) == {"no_matched_child"}
+
+
 @pytest.mark.parametrize(
     ("change", "check"),
     [

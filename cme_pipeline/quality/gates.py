@@ -109,20 +109,32 @@ def validate_match_output(
     return _raise_if_failed(run_suite("match_output", view, parameters, subject="match output"))
 
 
-def validate_retained(retained: pd.DataFrame, matched_nhs_numbers: Collection[str], today: dt.date) -> SuiteOutcome:
+def validate_retained(
+    retained: pd.DataFrame,
+    matched_nhs_numbers: Collection[str],
+    today: dt.date,
+    *,
+    matched_record_ids: Collection[str] = (),
+) -> SuiteOutcome:
     """Check the retained set: allowed columns and outcomes only, no matched child, expiry ahead.
 
     Args:
-        retained: ``RETAINED`` columns, plaintext in memory, before sealing.
+        retained: ``RETAINED`` columns, plaintext in memory (before sealing, or decrypted to
+            re-check what was sealed); an extra ``health_record_id`` column is used for
+            ``matched_record_ids`` and then dropped.
         matched_nhs_numbers: NHS numbers of the children matched in this run (held in memory
             only; the suite sees one derived true/false column, never a number).
         today: the run's date; every retention expiry must be later.
+        matched_record_ids: per-delivery row references of the matched children: after the
+            deletion their NHS numbers no longer exist, so the re-check compares references.
     """
     view = _blank_to_null(retained).copy()
+    matched = pd.Series(False, index=view.index)
     if "nhs_number" in view:
-        view["matched_child"] = view["nhs_number"].isin(set(matched_nhs_numbers))
-    else:
-        view["matched_child"] = False
+        matched |= view["nhs_number"].isin(set(matched_nhs_numbers))
+    if "health_record_id" in view:
+        matched |= view.pop("health_record_id").isin(set(matched_record_ids))
+    view["matched_child"] = matched.astype(bool)
     if "retention_expiry" in view:
         view["retention_expiry"] = view["retention_expiry"].map(
             lambda d: d.isoformat() if isinstance(d, dt.date) else d
