@@ -34,6 +34,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "CME_HOME": str(settings.home),
     }
+    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://"):
+        # Airflow derives its async URL by swapping in asyncpg; psycopg 3 does both, one driver.
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     if settings.database_url:
         env["CME_DATABASE_URL"] = settings.database_url
     if settings.airflow_database_url:
