@@ -80,7 +80,10 @@ def _check_header(header: list[str]) -> None:
         parts.append(f"unexpected {_safe_column_names(header, extra, missing)}")
     if missing:
         parts.append(f"missing column(s) {', '.join(missing)}")
-    duplicated = sorted({c for c in header if header.count(c) > 1})
+    # Only contract names are named: other repeated cells are already counted by position
+    # above, and in a file without a header they are a child's values (a town that is also
+    # the LA's name).
+    duplicated = sorted({c for c in header if c in expected and header.count(c) > 1})
     if duplicated:
         parts.append(f"repeated column(s) {', '.join(duplicated)}")
     if not parts:
