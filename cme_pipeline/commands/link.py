@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,11 @@ def read_people(path: Path, side: str) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         raise UsageError(f"{side} file is not a readable UTF-8 CSV: {path}") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    # "Forename" and "forename" meet once lower-cased; pandas renames an exact repeat "forename.1".
+    heads = [re.sub(r"\.\d+$", "", c) for c in frame.columns]
+    repeated = [c for c in CANONICAL_PERSON if heads.count(c) > 1]
+    if repeated:
+        raise UsageError(f"{side} file repeats the column(s) {', '.join(repeated)}")
     if "record_id" not in frame.columns:
         raise UsageError(f"{side} file has no record_id column")
     blank = frame["record_id"].str.strip() == ""
