@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -74,10 +75,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if absent:
             say(f"{side} has no {', '.join(absent)} column(s): treated as missing")
     pairs = link(left, right, config, progress=True)
-    try:
-        pairs.to_csv(args.out, index=False, float_format="%.6f")
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from None
+    _write_atomically(pairs, args.out)
     counts = pairs["band"].value_counts()
     sys.stdout.write(
         f"linked {len(left)} x {len(right)} records: {int(counts.get('match', 0))} match, "
@@ -85,3 +83,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"({time.monotonic() - start:.1f}s)\n"
     )
     return 0
+
+
+def _write_atomically(pairs: pd.DataFrame, out: Path) -> None:
+    """Write under a temporary name beside ``out``, then rename: a full disk or a kill mid-write
+    leaves no half a pairs file that could be taken for the whole."""
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        pairs.to_csv(partial, index=False, float_format="%.6f")
+        os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from None
