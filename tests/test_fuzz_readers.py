@@ -12,7 +12,9 @@ import contextlib
 import csv
 import io
 import json
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fixtures_hostile import leaked, mutated, one_line
+from fixtures_matching import background_people
 from fixtures_quality import EXTRACT_DATE, LA, YEAR
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as _event
@@ -355,3 +358,24 @@ def test_cme_link_rejects_a_repeated_column(header: str, tmp_path: Path) -> None
     path.write_text(header + "\n" + ",".join(["a1"] * (header.count(",") + 1)) + "\n")
     with pytest.raises(UsageError, match="LEFT file repeats the column"):
         read_people(path, "LEFT")
+
+
+def _small_files_only() -> None:  # pragma: no cover - runs in the child before exec
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+
+def test_cme_link_on_a_full_disk_leaves_no_partial_pairs_file(tmp_path: Path) -> None:
+    # found by review: the pairs were written in place, so a failed write left 2000 bytes of
+    # pairs that looked like a (short) result
+    crowd = background_people(300)
+    crowd.to_csv(tmp_path / "left.csv", index=False)
+    crowd.assign(record_id="R" + crowd["record_id"]).to_csv(tmp_path / "right.csv", index=False)
+    cme = Path(sys.executable).with_name("cme")
+    proc = subprocess.run(
+        [str(cme), "--home", str(tmp_path / "home"), "link", "left.csv", "right.csv", "--out", "pairs.csv"],
+        cwd=tmp_path, capture_output=True, text=True, check=False, preexec_fn=_small_files_only,
+    )
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("cme link: cannot write pairs.csv")
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["left.csv", "right.csv"]
