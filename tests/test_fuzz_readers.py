@@ -15,6 +15,7 @@ import json
 import resource
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from hypothesis.control import currently_in_test_context
 from cme_pipeline.cli import main
 from cme_pipeline.commands.link import read_people
 from cme_pipeline.config import Settings, load_settings
+from cme_pipeline.crypto.boundary import MAGIC
 from cme_pipeline.errors import DeliveryRejected, UsageError
 from cme_pipeline.intake import REJECTION_SUFFIX, DeliveryQuarantined, open_delivery_file
 from cme_pipeline.quality.extract_csv import parse_extract
@@ -216,6 +218,25 @@ def test_intake_of_a_damaged_delivery_file_quarantines_cleanly(home: Settings, d
         shutil.rmtree(home.inbox(LA))
         return
     _open_and_check(home, path, GOOD)
+
+
+FORGED_HEADERS = {
+    "deep nesting": b"[" * 200_000,
+    "length past the end": b"{",
+    "list": b"[]",
+    "wrong types": b'{"manifest": {"delivery_id": {"x": [1]}}, "signature": 5}',
+    "not utf-8": b'{"manifest": "\xff\xfe"}',
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED_HEADERS), ids=list(FORGED_HEADERS))
+def test_intake_of_a_forged_delivery_header_quarantines_cleanly(home: Settings, case: str) -> None:
+    header = FORGED_HEADERS[case]
+    declared = len(header) + (1000 if case == "length past the end" else 0)
+    home.inbox(LA).mkdir(parents=True, exist_ok=True)
+    path = home.inbox(LA) / "D20261001-W06000015-00000000.cmedelivery"
+    path.write_bytes(MAGIC + struct.pack(">I", declared) + header + b"ciphertext")
+    _open_and_check(home, path, b"")
 
 
 # -- the readers of `cme link` -----------------------------------------------------------------
