@@ -38,7 +38,7 @@ def simulated(draw: st.DrawFn) -> SimulatedLA:
     factor = draw(st.sampled_from([0.0, 1.0, 3.0]) | st.floats(0.0, 6.0))
     return simulate_la(
         draw(st.sampled_from(AREAS)),
-        children=draw(st.integers(3, 90)),
+        children=draw(st.integers(1, 90)),
         seed=draw(st.integers(0, 2**31)),
         noise=NoiseConfig().scaled(factor),
         year_start=2026,
@@ -147,6 +147,19 @@ def test_a_matched_outcome_is_a_match_pair_of_link(sim: SimulatedLA) -> None:
         matches = set(map(tuple, pairs.loc[pairs["band"] == "match", ["left_id", "right_id"]].to_numpy()))
         mine = out[(out["outcome"] == "matched") & (out["register"] == source)]
         assert set(zip(mine["health_record_id"], mine["register_record_id"], strict=True)) <= matches
+
+
+def test_outcomes_hold_at_the_edges() -> None:
+    sim = simulate_la("W06000015", children=5, seed=1, year_start=2026)
+    config = LinkConfig()
+    nothing = {s: f.iloc[0:0] for s, f in sim.registers.items()}
+    for registers in (nothing, {}):
+        edge = SimulatedLA(sim.la_code, sim.extract_date, sim.year_start, sim.extract, registers, sim.truth, sim.register_truth)
+        out = _outcomes(edge, config)
+        _check_outcomes(edge, out, config)
+        assert (out["outcome"] == "unmatched").all()
+    empty = SimulatedLA(sim.la_code, sim.extract_date, sim.year_start, sim.extract.iloc[0:0], sim.registers, sim.truth, sim.register_truth)
+    _check_outcomes(empty, _outcomes(empty, config), config)
 
 
 # -- link on its own -----------------------------------------------------------------------------
