@@ -71,14 +71,17 @@ def _outcomes(sim: SimulatedLA, config: LinkConfig) -> pd.DataFrame:
     return match_registers(health, registers, config)
 
 
-def _check_outcomes(sim: SimulatedLA, out: pd.DataFrame, config: LinkConfig) -> None:
-    health_ids = health_to_canonical(sim.extract)["record_id"]
+def _check_contract(
+    health_ids: pd.Series, registers: dict[str, pd.DataFrame], out: pd.DataFrame, config: LinkConfig
+) -> None:
+    """What holds for any input: one consistent outcome per health record, each register record
+    matched at most once."""
     # received = matched + possible + unmatched: one row per health record, in input order
     assert tuple(out.columns) == MATCH_OUTCOME
     assert out["health_record_id"].tolist() == health_ids.tolist() and out["health_record_id"].is_unique
     assert set(out["outcome"]) <= set(OUTCOMES)
     counts = out["outcome"].value_counts()
-    assert sum(int(counts.get(o, 0)) for o in OUTCOMES) == len(sim.extract)
+    assert sum(int(counts.get(o, 0)) for o in OUTCOMES) == len(health_ids)
 
     # each outcome is consistent with its candidate and the thresholds
     matched, possible, unmatched = (out[out["outcome"] == o] for o in OUTCOMES)
@@ -88,10 +91,16 @@ def _check_outcomes(sim: SimulatedLA, out: pd.DataFrame, config: LinkConfig) -> 
     assert (unmatched["register"] == "").all() and (unmatched["register_record_id"] == "").all()
     assert (unmatched["probability"] == 0.0).all()
     for _, row in pd.concat([matched, possible]).iterrows():
-        assert row["register_record_id"] in set(sim.registers[row["register"]]["record_id"])
+        assert row["register_record_id"] in set(registers[row["register"]]["record_id"])
 
     # every register record is matched at most once
     assert not matched[["register", "register_record_id"]].duplicated().any()
+
+
+def _check_outcomes(sim: SimulatedLA, out: pd.DataFrame, config: LinkConfig) -> None:
+    health_ids = health_to_canonical(sim.extract)["record_id"]
+    _check_contract(health_ids, sim.registers, out, config)
+    matched, possible, unmatched = (out[out["outcome"] == o] for o in OUTCOMES)
 
     # retained (possible + unmatched) and matched are disjoint, by row and by NHS number
     nhs = dict(zip(health_ids, sim.extract["nhs_number"], strict=True))
@@ -252,3 +261,14 @@ def test_a_twin_on_no_register_is_never_matched(data: st.DataObject) -> None:
     _check_outcomes(sim, out, config)
     nhs = out["health_record_id"].map(dict(zip(health_to_canonical(sim.extract)["record_id"], sim.extract["nhs_number"], strict=True)))
     assert not (nhs.isin(unregistered) & (out["outcome"] == "matched")).any()
+
+
+@PROPERTY
+@given(simulated(), people("S"), people("E"))
+def test_outcomes_hold_whatever_the_registers_hold(sim: SimulatedLA, census: pd.DataFrame, ehe: pd.DataFrame) -> None:
+    # register records are typed by clerks: any value, missing columns, parts of real children
+    census = pd.concat([census, register_to_canonical(sim.registers["school_census"]).head(10)], ignore_index=True)
+    registers = {"school_census": census.fillna(""), "ehe": ehe}
+    health = health_to_canonical(sim.extract)
+    out = match_registers(health, registers)
+    _check_contract(health["record_id"], registers, out, LinkConfig())
