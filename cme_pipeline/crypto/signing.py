@@ -1,0 +1,101 @@
+"""Ed25519 signatures for the LA's own evidence (ledger checkpoints and deletion certificates).
+
+Each LA has its own evidence signing key, separate from the partner's delivery key, so that an
+auditor can verify one LA's evidence with one exported public key. The private key never leaves
+this package: callers ask for a signature or a check, never for the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from cme_pipeline.crypto.boundary import ensure_signing_key
+from cme_pipeline.crypto.keystore import KeyStore
+
+
+def evidence_key_name(la_code: str) -> str:
+    """Key-store name of an LA's evidence signing key."""
+    return f"la/{la_code}/evidence.ed25519"
+
+
+def ensure_evidence_key(keys: KeyStore, la_code: str) -> str:
+    """Create the LA's evidence signing key on first use; return its key id.
+
+    Args:
+        keys: the key store.
+        la_code: the LA's ONS code.
+    """
+    return ensure_signing_key(keys, evidence_key_name(la_code))
+
+
+def sign(keys: KeyStore, la_code: str, payload: bytes) -> tuple[str, str]:
+    """Sign ``payload`` with the LA's evidence key; return ``(key_id, base64 signature)``.
+
+    Args:
+        keys: the key store.
+        la_code: the LA whose evidence key signs.
+        payload: the exact bytes to sign (canonical JSON).
+    """
+    key_id = ensure_evidence_key(keys, la_code)
+    private = Ed25519PrivateKey.from_private_bytes(keys.get(evidence_key_name(la_code)))
+    return key_id, base64.b64encode(private.sign(payload)).decode()
+
+
+def public_key_id(keys: KeyStore, la_code: str) -> str | None:
+    """The key id of the LA's evidence key, or None if it was never created.
+
+    Args:
+        keys: the key store.
+        la_code: the LA.
+    """
+    name = evidence_key_name(la_code) + ".pub"
+    if not keys.exists(name):
+        return None
+    return hashlib.sha256(keys.get(name)).hexdigest()[:16]
+
+
+def verify(keys: KeyStore, la_code: str, payload: bytes, signature: str) -> bool:
+    """True when ``signature`` is the LA's evidence key's signature of ``payload``.
+
+    Args:
+        keys: the key store holding the LA's public evidence key.
+        la_code: the LA.
+        payload: the bytes that were signed.
+        signature: base64 signature.
+    """
+    name = evidence_key_name(la_code) + ".pub"
+    if not keys.exists(name):
+        return False
+    return verify_with_public(keys.get(name), payload, signature)
+
+
+def verify_with_public(public_raw: bytes, payload: bytes, signature: str) -> bool:
+    """True when ``signature`` verifies under a raw Ed25519 public key (an auditor's check).
+
+    Args:
+        public_raw: the 32-byte public key.
+        payload: the bytes that were signed.
+        signature: base64 signature.
+    """
+    try:
+        Ed25519PublicKey.from_public_bytes(public_raw).verify(base64.b64decode(signature, validate=True), payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def public_key_pem(keys: KeyStore, la_code: str) -> bytes:
+    """The LA's evidence verification key as PEM (SubjectPublicKeyInfo), for the DPO and auditors.
+
+    Args:
+        keys: the key store.
+        la_code: the LA.
+    """
+    ensure_evidence_key(keys, la_code)
+    public = Ed25519PublicKey.from_public_bytes(keys.get(evidence_key_name(la_code) + ".pub"))
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

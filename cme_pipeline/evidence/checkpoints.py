@@ -1,0 +1,68 @@
+"""Signed checkpoints of an LA's ledger: its size and head hash at a moment, signed with Ed25519.
+
+The hash chain alone cannot show that entries were cut off the end, or that the whole chain was
+rewritten and rehashed by someone with write access to the file; a signed checkpoint can, as long
+as the signing key is kept from that person (a KMS or HSM in production).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from cme_pipeline.config import Settings
+from cme_pipeline.crypto import FileKeyStore, signing
+from cme_pipeline.evidence import files
+from cme_pipeline.evidence.ledger import read_entries
+
+SIGNED_FIELDS = ("n", "la_code", "size", "head_hash", "time", "key_id")
+
+
+def signed_payload(checkpoint: dict[str, Any]) -> bytes:
+    """The bytes a checkpoint's signature covers."""
+    return files.canonical({k: checkpoint.get(k) for k in SIGNED_FIELDS})
+
+
+def read_checkpoints(settings: Settings, la_code: str) -> list[dict[str, Any]]:
+    """The LA's checkpoints in file order; a line that is not JSON becomes ``{"line": n}``.
+
+    Args:
+        settings: the home.
+        la_code: the LA.
+    """
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(files.read_lines(files.checkpoints_file(settings, la_code)), start=1):
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            parsed = None
+        out.append(parsed if isinstance(parsed, dict) else {"line": number, "unreadable": True})
+    return out
+
+
+def checkpoint(settings: Settings, la_code: str) -> None:
+    """Sign the ledger's current size and head hash; do nothing if the last checkpoint says the same.
+
+    Args:
+        settings: the home.
+        la_code: the LA whose ledger it is.
+    """
+    with files.locked(settings, la_code):
+        entries = read_entries(settings, la_code)
+        size = len(entries)
+        head = str(entries[-1]["hash"]) if entries else files.GENESIS_HASH
+        existing = read_checkpoints(settings, la_code)
+        if existing and existing[-1].get("size") == size and existing[-1].get("head_hash") == head:
+            return
+        keys = FileKeyStore(settings.keys_dir)
+        body: dict[str, Any] = {
+            "n": len(existing) + 1,
+            "la_code": la_code,
+            "size": size,
+            "head_hash": head,
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "key_id": signing.ensure_evidence_key(keys, la_code),
+        }
+        _, body["signature"] = signing.sign(keys, la_code, signed_payload(body))
+        files.append_line(files.checkpoints_file(settings, la_code), files.canonical(body))

@@ -1,0 +1,114 @@
+"""Where an LA's evidence lives, canonical JSON, and durable writes.
+
+Evidence must survive a crash at any instant: whole files are written to a temporary name,
+synced and renamed; ledger lines are appended with one write and synced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cme_pipeline.config import Settings
+from cme_pipeline.pipeline.runs import run_key
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical(obj: Any) -> bytes:
+    """The exact bytes that are hashed or signed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def ledger_file(settings: Settings, la_code: str) -> Path:
+    """The LA's append-only ledger (JSON lines)."""
+    return settings.evidence_dir(la_code) / "ledger.jsonl"
+
+
+def checkpoints_file(settings: Settings, la_code: str) -> Path:
+    """The LA's signed checkpoints (JSON lines)."""
+    return settings.evidence_dir(la_code) / "checkpoints.jsonl"
+
+
+def certificates_dir(settings: Settings, la_code: str) -> Path:
+    """The LA's signed deletion certificates, one file per run."""
+    return settings.evidence_dir(la_code) / "certificates"
+
+
+def certificate_file(settings: Settings, la_code: str, run_id: str) -> Path:
+    """The certificate of one run."""
+    return certificates_dir(settings, la_code) / f"{run_key(run_id)}.json"
+
+
+def report_file(settings: Settings, la_code: str, run_id: str) -> Path:
+    """The DPO report of one run."""
+    return settings.reports_dir(la_code) / f"{run_key(run_id)}.html"
+
+
+@contextlib.contextmanager
+def locked(settings: Settings, la_code: str) -> Iterator[None]:
+    """Hold the LA's evidence lock: two tasks of the same LA never interleave ledger appends."""
+    folder = settings.evidence_dir(la_code)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line with a single write, then sync the file (and the directory if new)."""
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file via a synced temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """The non-empty lines of a JSON-lines file (empty list if absent)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    return [line for line in raw.split(b"\n") if line.strip()]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
