@@ -66,3 +66,7 @@ def checkpoint(settings: Settings, la_code: str) -> None:
         }
         _, body["signature"] = signing.sign(keys, la_code, signed_payload(body))
         files.append_line(files.checkpoints_file(settings, la_code), files.canonical(body))
+        # The DPO and auditors verify with this copy, without access to the key store.
+        pem = files.public_key_file(settings, la_code)
+        if not pem.exists():
+            files.write_atomic(pem, signing.public_key_pem(keys, la_code))

@@ -41,6 +41,11 @@ def checkpoints_file(settings: Settings, la_code: str) -> Path:
     return settings.evidence_dir(la_code) / "checkpoints.jsonl"
 
 
+def public_key_file(settings: Settings, la_code: str) -> Path:
+    """The exported evidence verification key (PEM) of the LA."""
+    return settings.evidence_dir(la_code) / "verification_key.pem"
+
+
 def certificates_dir(settings: Settings, la_code: str) -> Path:
     """The LA's signed deletion certificates, one file per run."""
     return settings.evidence_dir(la_code) / "certificates"
