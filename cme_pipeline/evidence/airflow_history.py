@@ -94,7 +94,7 @@ def _run(row: Mapping[str, Any]) -> AirflowRun:
         dag_id=str(row["dag_id"]),
         run_id=str(row["run_id"]),
         run_type=str(row.get("run_type") or ""),
-        triggered_by=_text(row.get("triggered_by")),
+        triggered_by=_text(row.get("triggered_by")).lower(),
         triggering_user=_text(row.get("triggering_user_name")),
         conf=_conf(row.get("conf")),
         start=_time(row.get("start_date")),
