@@ -171,3 +171,12 @@ def test_verify_one_run_checks_only_its_certificate(two_runs: Settings, run_id: 
     files.certificate_file(two_runs, LA, RUN_A).unlink()
     problems = _problems(two_runs, run_id)
     assert bool(problems) == (run_id == RUN_A)
+
+
+def test_replaced_verification_key_export_is_detected(two_runs: Settings, tmp_path: Path) -> None:
+    from cme_pipeline.config import load_settings
+
+    rogue = load_settings(tmp_path / "rogue", environ={})
+    write_run(rogue, RUN_A, report=False)
+    files.public_key_file(two_runs, LA).write_bytes(files.public_key_file(rogue, LA).read_bytes())
+    assert f"{LA} exported verification key does not match the LA's evidence key (replaced)" in _problems(two_runs)

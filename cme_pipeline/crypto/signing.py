@@ -99,3 +99,23 @@ def public_key_pem(keys: KeyStore, la_code: str) -> bytes:
     ensure_evidence_key(keys, la_code)
     public = Ed25519PublicKey.from_public_bytes(keys.get(evidence_key_name(la_code) + ".pub"))
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def matches_public_pem(keys: KeyStore, la_code: str, pem: bytes) -> bool:
+    """True when an exported PEM is the LA's current evidence verification key.
+
+    Args:
+        keys: the key store.
+        la_code: the LA.
+        pem: the exported key's bytes.
+    """
+    name = evidence_key_name(la_code) + ".pub"
+    if not keys.exists(name):
+        return False
+    try:
+        public = serialization.load_pem_public_key(pem)
+    except ValueError:
+        return False
+    return isinstance(public, Ed25519PublicKey) and public.public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    ) == keys.get(name)

@@ -39,6 +39,9 @@ def check_chain(settings: Settings, la_code: str, open_runs: frozenset[str] = fr
     result = ChainResult(la_code)
     _check_entries(settings, la_code, result)
     _check_checkpoints(settings, la_code, result, open_runs)
+    pem = files.public_key_file(settings, la_code)
+    if pem.is_file() and not signing.matches_public_pem(FileKeyStore(settings.keys_dir), la_code, pem.read_bytes()):
+        result.problems.append(f"{la_code} exported verification key does not match the LA's evidence key (replaced)")
     return result
 
 
