@@ -46,3 +46,7 @@ class IntegrityError(DeliveryRejected):
 
 class KeyUnavailable(CmeError):
     """A key is missing or was destroyed, so the data it protects cannot be read."""
+
+
+class CiphertextInvalid(CmeError):
+    """A stored ciphertext did not verify: altered, moved to another row, or under another key."""
