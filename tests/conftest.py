@@ -9,7 +9,7 @@ import pytest
 from cme_pipeline.config import Settings, load_settings
 
 # One line per fixtures module; helpers add theirs here.
-pytest_plugins: list[str] = ["fixtures_quality", "fixtures_matching", "postgres_server", "fixtures_evidence"]
+pytest_plugins: list[str] = ["fixtures_quality", "fixtures_matching", "postgres_server", "fixtures_evidence", "fixtures_minimise"]
 
 
 @pytest.fixture
