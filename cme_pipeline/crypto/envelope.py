@@ -1,0 +1,256 @@
+"""Envelope encryption of the LA store: per-delivery data keys, versioned retained keys, HMAC tags.
+
+Every health value the LA holds at rest is sealed with AES-256-GCM under a data key; data keys
+are kept in the key store only wrapped (AES key wrap, RFC 3394) by the LA's key-encryption key,
+so destroying one small wrapped key makes a whole delivery unreadable (crypto-shredding): the
+ciphertext may linger in database pages, WAL or backups, but it is noise without the key.
+
+Key names (all under the LA's prefix):
+- ``la/<la>/kek``                 the key-encryption key, created on first use;
+- ``la/<la>/data/<delivery_id>``  one wrapped data key per delivery (staged rows);
+- ``la/<la>/retained/<n>``        wrapped retained-data keys, one per rotation version;
+- ``la/<la>/hmac``                the key of NHS-number tags (a bare hash is reversible: the
+                                  999 million possible numbers are enumerated in minutes).
+
+The associated data of each ciphertext binds it to (LA, delivery or "retained" scope, record id),
+so a row copied onto another row, delivery or LA fails to decrypt instead of being misread.
+Callers get cipher objects that encrypt and decrypt; key bytes never leave this package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from cme_pipeline.crypto.keystore import KeyStore
+from cme_pipeline.errors import CiphertextInvalid, KeyUnavailable
+
+_FORMAT = b"\x01"  # ciphertext layout version: 1 byte version, 12 byte nonce, GCM ciphertext+tag
+_NONCE = 12
+_PAD = 64  # plaintexts are padded to a multiple of this, so lengths leak less about names
+
+
+def kek_name(la_code: str) -> str:
+    """Key-store name of the LA's key-encryption key."""
+    return f"la/{la_code}/kek"
+
+
+def data_key_name(la_code: str, delivery_id: str) -> str:
+    """Key-store name of a delivery's wrapped data key."""
+    return f"la/{la_code}/data/{delivery_id}"
+
+
+def retained_key_name(la_code: str, version: int) -> str:
+    """Key-store name of a wrapped retained-data key version."""
+    return f"la/{la_code}/retained/{version}"
+
+
+def hmac_key_name(la_code: str) -> str:
+    """Key-store name of the LA's NHS-number tag key."""
+    return f"la/{la_code}/hmac"
+
+
+def _get_or_create(keys: KeyStore, name: str, make: bytes) -> bytes:
+    if not keys.exists(name):
+        try:
+            keys.put(name, make)
+        except KeyUnavailable:  # created concurrently by another attempt: use theirs
+            pass
+    return keys.get(name)
+
+
+def _kek(keys: KeyStore, la_code: str) -> bytes:
+    return _get_or_create(keys, kek_name(la_code), AESGCM.generate_key(bit_length=256))
+
+
+def _unwrap(keys: KeyStore, la_code: str, name: str, what: str) -> bytes:
+    wrapped = keys.get(name)  # KeyUnavailable when destroyed
+    try:
+        return aes_key_unwrap(_kek(keys, la_code), wrapped)
+    except InvalidUnwrap:
+        raise CiphertextInvalid(f"LA {la_code}: the {what} does not unwrap under the LA's key-encryption key") from None
+
+
+def _create_wrapped(keys: KeyStore, la_code: str, name: str) -> None:
+    if not keys.exists(name):
+        wrapped = aes_key_wrap(_kek(keys, la_code), AESGCM.generate_key(bit_length=256))
+        try:
+            keys.put(name, wrapped)
+        except KeyUnavailable:
+            pass
+
+
+def key_fingerprint(keys: KeyStore, name: str) -> str:
+    """A non-secret id of a stored key: the first 16 hex digits of SHA-256 of its wrapped form.
+
+    Args:
+        keys: the key store.
+        name: the key's name.
+    """
+    return hashlib.sha256(keys.get(name)).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RecordCipher:
+    """Seals and opens the records of one scope (a delivery, or retained rows of one delivery)."""
+
+    la_code: str
+    scope: str
+    _key: bytes
+
+    def _aad(self, record_id: str) -> bytes:
+        return f"cme-record/1\x00{self.la_code}\x00{self.scope}\x00{record_id}".encode()
+
+    def encrypt(self, record_id: str, plaintext: bytes) -> bytes:
+        """Seal one record's bytes, bound to its id.
+
+        Args:
+            record_id: the record's per-delivery reference (e.g. ``r000001``).
+            plaintext: the serialised record.
+        """
+        padded = plaintext + b" " * (-len(plaintext) % _PAD)
+        nonce = secrets.token_bytes(_NONCE)
+        return _FORMAT + nonce + AESGCM(self._key).encrypt(nonce, padded, self._aad(record_id))
+
+    def decrypt(self, record_id: str, blob: bytes) -> bytes:
+        """Open one record; raise ``CiphertextInvalid`` naming the record id if it does not verify.
+
+        Args:
+            record_id: the record's per-delivery reference.
+            blob: the sealed bytes from ``encrypt``.
+        """
+        if len(blob) < 1 + _NONCE + 16 or blob[:1] != _FORMAT:
+            raise CiphertextInvalid(f"LA {self.la_code}: record {record_id} ({self.scope}) is not a sealed record")
+        try:
+            padded = AESGCM(self._key).decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], self._aad(record_id))
+        except InvalidTag:
+            raise CiphertextInvalid(
+                f"LA {self.la_code}: record {record_id} ({self.scope}) was altered, moved or sealed under another key"
+            ) from None
+        return padded.rstrip(b" ")
+
+    def __repr__(self) -> str:  # never show key bytes, even in a debugger or traceback
+        return f"RecordCipher(la_code={self.la_code!r}, scope={self.scope!r})"
+
+
+# -- per-delivery data keys ---------------------------------------------------------------------
+
+
+def create_data_key(keys: KeyStore, la_code: str, delivery_id: str) -> str:
+    """Create the delivery's data key if absent (idempotent); return its non-secret id.
+
+    Args:
+        keys: the key store.
+        la_code: the LA's ONS code.
+        delivery_id: the delivery's id from its manifest.
+    """
+    name = data_key_name(la_code, delivery_id)
+    _create_wrapped(keys, la_code, name)
+    return f"{name}#{key_fingerprint(keys, name)}"
+
+
+def data_cipher(keys: KeyStore, la_code: str, delivery_id: str) -> RecordCipher:
+    """The cipher of a delivery's staged rows.
+
+    Args:
+        keys: the key store.
+        la_code: the LA's ONS code.
+        delivery_id: the delivery's id.
+
+    Raises:
+        KeyUnavailable: the data key was never created or has been destroyed.
+    """
+    name = data_key_name(la_code, delivery_id)
+    if not keys.exists(name):
+        raise KeyUnavailable(f"LA {la_code}: the data key of delivery {delivery_id} is destroyed or was never created")
+    return RecordCipher(la_code, f"delivery/{delivery_id}", _unwrap(keys, la_code, name, f"data key of delivery {delivery_id}"))
+
+
+def data_key_exists(keys: KeyStore, la_code: str, delivery_id: str) -> bool:
+    """Whether the delivery's data key is still present."""
+    return keys.exists(data_key_name(la_code, delivery_id))
+
+
+def destroy_data_key(keys: KeyStore, la_code: str, delivery_id: str) -> bool:
+    """Destroy the delivery's data key beyond recovery (crypto-shredding); True if it existed.
+
+    Args:
+        keys: the key store.
+        la_code: the LA's ONS code.
+        delivery_id: the delivery's id.
+    """
+    return keys.destroy(data_key_name(la_code, delivery_id))
+
+
+# -- retained-data keys (versioned for rotation) ------------------------------------------------
+
+
+def create_retained_key(keys: KeyStore, la_code: str, version: int) -> None:
+    """Create retained-key ``version`` if absent (idempotent).
+
+    Args:
+        keys: the key store.
+        la_code: the LA's ONS code.
+        version: the version number, from 1.
+    """
+    _create_wrapped(keys, la_code, retained_key_name(la_code, version))
+
+
+def retained_key_exists(keys: KeyStore, la_code: str, version: int) -> bool:
+    """Whether retained-key ``version`` is present."""
+    return keys.exists(retained_key_name(la_code, version))
+
+
+def retained_cipher(keys: KeyStore, la_code: str, version: int, delivery_id: str) -> RecordCipher:
+    """The cipher of retained rows that came from one delivery, under one key version.
+
+    The delivery is part of the associated data because record ids repeat across deliveries.
+
+    Args:
+        keys: the key store.
+        la_code: the LA's ONS code.
+        version: the retained-key version the rows are (to be) sealed under.
+        delivery_id: the delivery the rows came from.
+
+    Raises:
+        KeyUnavailable: that key version is destroyed.
+    """
+    name = retained_key_name(la_code, version)
+    if not keys.exists(name):
+        raise KeyUnavailable(f"LA {la_code}: retained key version {version} is destroyed or was never created")
+    key = _unwrap(keys, la_code, name, f"retained key version {version}")
+    return RecordCipher(la_code, f"retained/{delivery_id}", key)
+
+
+def destroy_retained_key(keys: KeyStore, la_code: str, version: int) -> bool:
+    """Destroy retained-key ``version``; True if it existed."""
+    return keys.destroy(retained_key_name(la_code, version))
+
+
+# -- NHS-number tags ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NhsTagger:
+    """Keyed HMAC-SHA256 of NHS numbers, for equality lookups without storing the number."""
+
+    _key: bytes
+
+    def tag(self, nhs_number: str) -> str:
+        """The hex tag of one NHS number (digits only, spaces ignored)."""
+        digits = "".join(c for c in str(nhs_number) if c.isdigit())
+        return hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:
+        return "NhsTagger()"
+
+
+def nhs_tagger(keys: KeyStore, la_code: str) -> NhsTagger:
+    """The LA's NHS-number tagger (its key is created on first use)."""
+    return NhsTagger(_get_or_create(keys, hmac_key_name(la_code), secrets.token_bytes(32)))
