@@ -54,7 +54,7 @@ def _match(children: int, seed: int) -> MatchedDelivery:
 @pytest.fixture(scope="session")
 def matched_delivery() -> MatchedDelivery:
     """About 300 simulated Cardiff children with real outcomes in all three bands."""
-    delivery = _match(300, 23)
+    delivery = _match(300, 3)
     counts = delivery.outcomes["outcome"].value_counts()
     if counts.get("possible", 0) == 0:  # the tests need every band; force one review case
         first_unmatched = delivery.outcomes.index[delivery.outcomes["outcome"] == "unmatched"][0]

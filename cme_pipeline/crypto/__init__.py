@@ -11,6 +11,15 @@ from cme_pipeline.crypto.boundary import (
     read_manifest,
     seal_delivery,
 )
+from cme_pipeline.crypto.envelope import (
+    NhsTagger,
+    RecordCipher,
+    create_data_key,
+    data_cipher,
+    destroy_data_key,
+    nhs_tagger,
+    retained_cipher,
+)
 from cme_pipeline.crypto.keystore import FileKeyStore, KeyStore
 
 __all__ = [
@@ -18,9 +27,16 @@ __all__ = [
     "FileKeyStore",
     "KeyStore",
     "Manifest",
+    "NhsTagger",
+    "RecordCipher",
+    "create_data_key",
+    "data_cipher",
+    "destroy_data_key",
     "ensure_la_receiving_key",
     "ensure_signing_key",
+    "nhs_tagger",
     "open_delivery",
     "read_manifest",
+    "retained_cipher",
     "seal_delivery",
 ]

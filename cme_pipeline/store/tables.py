@@ -37,3 +37,79 @@ def _register_table(source: str) -> sa.Table:
 
 
 REGISTER_TABLES: dict[str, sa.Table] = {s: _register_table(s) for s in REGISTER_SOURCES}
+
+
+# -- health data: staged deliveries and retained children (DESIGN.md §1 steps 2 and 5) ----------
+# No column below holds a plaintext personal value: health fields are sealed in `ciphertext`
+# (crypto/envelope.py) and NHS numbers appear only as keyed HMAC tags. PostgreSQL would
+# otherwise keep deleted values in heap pages, indexes, WAL and even error messages.
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    # staged -> sealed (retained committed, matched rows deleted) -> cleared (no staged rows)
+    # -> shredded (data key destroyed); or discarded.
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("received", sa.Integer, nullable=False),
+    sa.Column("data_key_id", sa.String(160), nullable=False),
+    sa.Column("staged_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("matched", sa.Integer),
+    sa.Column("possible", sa.Integer),
+    sa.Column("unmatched", sa.Integer),
+    sa.Column("retained", sa.Integer),
+    sa.Column("retention_expiry", sa.Date),
+    sa.Column("sealed_at", sa.DateTime(timezone=True)),
+    sa.Column("key_destroyed_at", sa.DateTime(timezone=True)),
+)
+
+staged = sa.Table(
+    "staged",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("health_record_id", sa.String(16), primary_key=True),
+    sa.Column("nhs_tag", sa.String(64), nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+)
+
+retained = sa.Table(
+    "retained",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("health_record_id", sa.String(16), primary_key=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("best_probability", sa.Float),
+    sa.Column("best_register", sa.String(32)),
+    sa.Column("best_register_record_id", sa.String(64)),  # the LA's own register id, not health data
+    sa.Column("retention_expiry", sa.Date, nullable=False),
+    sa.Column("review_id", sa.String(32), unique=True),  # random, for `possible` rows in review packs
+    sa.Column("key_version", sa.Integer, nullable=False),
+    sa.Column("nhs_tag", sa.String(64), nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+)
+sa.Index("ix_retained_expiry", retained.c.la_code, retained.c.retention_expiry)
+
+retained_keys = sa.Table(
+    "retained_keys",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("destroyed_at", sa.DateTime(timezone=True)),
+)
+
+review_decisions = sa.Table(
+    "review_decisions",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("review_id", sa.String(32), primary_key=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False),
+    sa.Column("health_record_id", sa.String(16), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+)

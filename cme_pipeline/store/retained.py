@@ -1,0 +1,193 @@
+"""Retained children: the ``retained`` and ``retained_keys`` tables and retained-key rotation.
+
+Retained health fields are sealed under a versioned retained-data key. Rotation re-seals every
+row under version n+1 and only then destroys older versions, so a crash at any point leaves
+every row readable, and a rerun finishes the job. Rotation is also how deletion becomes real on
+PostgreSQL: a purged row's ciphertext may survive in heap pages and WAL, but not its key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from cme_pipeline.crypto.envelope import (
+    RecordCipher,
+    create_retained_key,
+    destroy_retained_key,
+    retained_cipher,
+)
+from cme_pipeline.crypto.keystore import KeyStore
+from cme_pipeline.store.staging import utc_now
+from cme_pipeline.store.tables import retained, retained_keys
+
+_CHUNK = 5_000
+
+
+def live_versions(conn: Connection, la_code: str) -> list[int]:
+    """Retained-key versions not yet marked destroyed, ascending."""
+    rows = conn.execute(
+        sa.select(retained_keys.c.version)
+        .where(retained_keys.c.la_code == la_code, retained_keys.c.destroyed_at.is_(None))
+        .order_by(retained_keys.c.version)
+    )
+    return [int(r[0]) for r in rows]
+
+
+def _new_version(engine: Engine, keys: KeyStore, la_code: str) -> int:
+    with engine.begin() as conn:
+        top = conn.execute(
+            sa.select(sa.func.max(retained_keys.c.version)).where(retained_keys.c.la_code == la_code)
+        ).scalar_one()
+        version = int(top or 0) + 1
+        conn.execute(sa.insert(retained_keys).values(la_code=la_code, version=version, created_at=utc_now()))
+    # The row is committed first: a crash before the key exists is repaired by the next call,
+    # and no row can be sealed under a version until its key exists.
+    create_retained_key(keys, la_code, version)
+    return version
+
+
+def current_version(engine: Engine, keys: KeyStore, la_code: str) -> int:
+    """The retained-key version new rows are sealed under (created on first use).
+
+    Args:
+        engine: the LA store.
+        keys: the key store.
+        la_code: the LA's ONS code.
+    """
+    with engine.connect() as conn:
+        versions = live_versions(conn, la_code)
+    if not versions:
+        return _new_version(engine, keys, la_code)
+    create_retained_key(keys, la_code, versions[-1])  # idempotent; repairs a crash after the row
+    return versions[-1]
+
+
+class CipherCache:
+    """Retained ciphers per (key version, delivery), built once each."""
+
+    def __init__(self, keys: KeyStore, la_code: str) -> None:
+        self._keys = keys
+        self._la_code = la_code
+        self._ciphers: dict[tuple[int, str], RecordCipher] = {}
+
+    def get(self, version: int, delivery_id: str) -> RecordCipher:
+        """The cipher of one delivery's retained rows under one key version."""
+        key = (version, delivery_id)
+        if key not in self._ciphers:
+            self._ciphers[key] = retained_cipher(self._keys, self._la_code, version, delivery_id)
+        return self._ciphers[key]
+
+
+def insert_retained(conn: Connection, la_code: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert sealed retained rows; return how many.
+
+    Args:
+        conn: an open connection (inside the caller's transaction).
+        la_code: the LA's ONS code.
+        rows: dicts of ``retained`` columns without ``la_code``.
+    """
+    batch = [{"la_code": la_code, **row} for row in rows]
+    for start in range(0, len(batch), _CHUNK):
+        conn.execute(sa.insert(retained), batch[start : start + _CHUNK])
+    return len(batch)
+
+
+def select_retained(
+    conn: Connection, la_code: str, *, run_id: str | None = None, delivery_id: str | None = None,
+    outcome: str | None = None,
+) -> list[dict[str, Any]]:
+    """Retained rows (sealed) of the LA, filtered, ordered by delivery and record id."""
+    query = sa.select(retained).where(retained.c.la_code == la_code)
+    if run_id is not None:
+        query = query.where(retained.c.run_id == run_id)
+    if delivery_id is not None:
+        query = query.where(retained.c.delivery_id == delivery_id)
+    if outcome is not None:
+        query = query.where(retained.c.outcome == outcome)
+    query = query.order_by(retained.c.delivery_id, retained.c.health_record_id)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def delete_retained(conn: Connection, la_code: str, *conditions: sa.ColumnElement[bool]) -> dict[str, int]:
+    """Delete retained rows matching ``conditions``; return counts by outcome.
+
+    Args:
+        conn: an open connection.
+        la_code: the LA's ONS code.
+        *conditions: SQLAlchemy conditions on ``retained`` columns.
+    """
+    where = (retained.c.la_code == la_code, *conditions)
+    counts = conn.execute(
+        sa.select(retained.c.outcome, sa.func.count()).where(*where).group_by(retained.c.outcome)
+    ).all()
+    conn.execute(sa.delete(retained).where(*where))
+    return {str(outcome): int(n) for outcome, n in counts}
+
+
+def delete_retained_keys(conn: Connection, la_code: str, pairs: Collection[tuple[str, str]]) -> int:
+    """Delete retained rows by ``(delivery_id, health_record_id)``; return how many."""
+    deleted = 0
+    for delivery_id, record_id in pairs:
+        deleted += int(
+            conn.execute(
+                sa.delete(retained).where(
+                    retained.c.la_code == la_code,
+                    retained.c.delivery_id == delivery_id,
+                    retained.c.health_record_id == record_id,
+                )
+            ).rowcount
+        )
+    return deleted
+
+
+def rotate(engine: Engine, keys: KeyStore, la_code: str) -> int:
+    """Re-seal every retained row under a new key version, then destroy older versions.
+
+    Crash-safe and idempotent: when more than one version is live (an earlier rotation died),
+    the newest is the target and the rotation is finished rather than started again.
+
+    Args:
+        engine: the LA store.
+        keys: the key store.
+        la_code: the LA's ONS code.
+
+    Returns:
+        The version every retained row is now sealed under.
+    """
+    with engine.connect() as conn:
+        versions = live_versions(conn, la_code)
+    target = versions[-1] if len(versions) > 1 else _new_version(engine, keys, la_code)
+    create_retained_key(keys, la_code, target)
+    ciphers = CipherCache(keys, la_code)
+    with engine.begin() as conn:
+        old = conn.execute(
+            sa.select(retained.c.delivery_id, retained.c.health_record_id, retained.c.key_version, retained.c.ciphertext)
+            .where(retained.c.la_code == la_code, retained.c.key_version != target)
+        ).all()
+        for delivery_id, record_id, version, blob in old:
+            plain = ciphers.get(int(version), delivery_id).decrypt(record_id, bytes(blob))
+            conn.execute(
+                sa.update(retained)
+                .where(
+                    retained.c.la_code == la_code,
+                    retained.c.delivery_id == delivery_id,
+                    retained.c.health_record_id == record_id,
+                )
+                .values(key_version=target, ciphertext=ciphers.get(target, delivery_id).encrypt(record_id, plain))
+            )
+    # Only after the re-sealed rows are committed may an old key go.
+    with engine.connect() as conn:
+        stale = [v for v in live_versions(conn, la_code) if v < target]
+    for version in stale:
+        destroy_retained_key(keys, la_code, version)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(retained_keys)
+                .where(retained_keys.c.la_code == la_code, retained_keys.c.version == version)
+                .values(destroyed_at=utc_now())
+            )
+    return target
