@@ -444,7 +444,7 @@ def discard_delivery(settings: Settings, la_code: str, delivery_id: str) -> None
         with engine.begin() as conn:
             row = sstore.get_delivery(conn, la_code, delivery_id)
             sstore.delete_staged(conn, la_code, delivery_id)
-            dropped = rstore.delete_retained(conn, la_code, retained_table.c.delivery_id == delivery_id)
+            rstore.delete_retained(conn, la_code, retained_table.c.delivery_id == delivery_id)
             if row is not None:
                 sstore.set_delivery(conn, la_code, delivery_id, phase=sstore.DISCARDED)
         sstore.release_deleted_space(engine)
@@ -452,8 +452,7 @@ def discard_delivery(settings: Settings, la_code: str, delivery_id: str) -> None
         if row is not None and row["key_destroyed_at"] is None:
             with engine.begin() as conn:
                 sstore.set_delivery(conn, la_code, delivery_id, key_destroyed_at=sstore.utc_now())
-        if sum(dropped.values()):
-            rstore.rotate(engine, keys, la_code)
+        if rstore.finish_shredding(engine, keys, la_code) is not None:
             sstore.release_deleted_space(engine)
     finally:
         engine.dispose()
@@ -476,8 +475,8 @@ def purge_expired(settings: Settings, la_code: str, today: dt.date) -> PurgeResu
         with engine.begin() as conn:
             purged = rstore.delete_retained(conn, la_code, retained_table.c.retention_expiry <= today)
         sstore.release_deleted_space(engine)
-        if sum(purged.values()):
-            rstore.rotate(engine, FileKeyStore(settings.keys_dir), la_code)
+        # Also finishes a rotation owed by an earlier purge that was killed before it rotated.
+        if rstore.finish_shredding(engine, FileKeyStore(settings.keys_dir), la_code) is not None:
             sstore.release_deleted_space(engine)
         return PurgeResult(retained=purged.get("unmatched", 0), possible=purged.get("possible", 0))
     finally:

@@ -43,7 +43,8 @@ def _new_version(engine: Engine, keys: KeyStore, la_code: str) -> int:
             sa.select(sa.func.max(retained_keys.c.version)).where(retained_keys.c.la_code == la_code)
         ).scalar_one()
         version = int(top or 0) + 1
-        conn.execute(sa.insert(retained_keys).values(la_code=la_code, version=version, created_at=utc_now()))
+        conn.execute(sa.insert(retained_keys).values(la_code=la_code, version=version, created_at=utc_now(),
+                                                     shred_due=False))
     # The row is committed first: a crash before the key exists is repaired by the next call,
     # and no row can be sealed under a version until its key exists.
     create_retained_key(keys, la_code, version)
@@ -125,12 +126,51 @@ def delete_retained(conn: Connection, la_code: str, *conditions: sa.ColumnElemen
         sa.select(retained.c.outcome, sa.func.count()).where(*where).group_by(retained.c.outcome)
     ).all()
     conn.execute(sa.delete(retained).where(*where))
+    if counts:
+        owe_rotation(conn, la_code)
     return {str(outcome): int(n) for outcome, n in counts}
+
+
+def owe_rotation(conn: Connection, la_code: str) -> None:
+    """Record, in the caller's deleting transaction, that the live key versions must be shredded.
+
+    Args:
+        conn: the open connection of the transaction that deleted retained rows.
+        la_code: the LA's ONS code.
+    """
+    conn.execute(
+        sa.update(retained_keys)
+        .where(retained_keys.c.la_code == la_code, retained_keys.c.destroyed_at.is_(None))
+        .values(shred_due=True)
+    )
+
+
+def finish_shredding(engine: Engine, keys: KeyStore, la_code: str) -> int | None:
+    """Rotate if a deletion is owed a rotation or an earlier rotation died; else do nothing.
+
+    Args:
+        engine: the LA store.
+        keys: the key store.
+        la_code: the LA's ONS code.
+
+    Returns:
+        The new key version, or None when no rotation was needed.
+    """
+    with engine.connect() as conn:
+        live = conn.execute(
+            sa.select(retained_keys.c.version, retained_keys.c.shred_due)
+            .where(retained_keys.c.la_code == la_code, retained_keys.c.destroyed_at.is_(None))
+        ).all()
+    if len(live) > 1 or any(due for _v, due in live):
+        return rotate(engine, keys, la_code)
+    return None
 
 
 def delete_retained_keys(conn: Connection, la_code: str, pairs: Collection[tuple[str, str]]) -> int:
     """Delete retained rows by ``(delivery_id, health_record_id)``; return how many."""
     deleted = 0
+    if pairs:
+        owe_rotation(conn, la_code)
     for delivery_id, record_id in pairs:
         deleted += int(
             conn.execute(
@@ -159,8 +199,14 @@ def rotate(engine: Engine, keys: KeyStore, la_code: str) -> int:
         The version every retained row is now sealed under.
     """
     with engine.connect() as conn:
-        versions = live_versions(conn, la_code)
-    target = versions[-1] if len(versions) > 1 else _new_version(engine, keys, la_code)
+        live = conn.execute(
+            sa.select(retained_keys.c.version, retained_keys.c.shred_due)
+            .where(retained_keys.c.la_code == la_code, retained_keys.c.destroyed_at.is_(None))
+            .order_by(retained_keys.c.version)
+        ).all()
+    # Finish a rotation that died (several live versions) unless its target itself is owed one.
+    resume = len(live) > 1 and not live[-1][1]
+    target = int(live[-1][0]) if resume else _new_version(engine, keys, la_code)
     create_retained_key(keys, la_code, target)
     ciphers = CipherCache(keys, la_code)
     with engine.begin() as conn:

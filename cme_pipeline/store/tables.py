@@ -100,6 +100,9 @@ retained_keys = sa.Table(
     sa.Column("la_code", sa.String(9), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Set in the transaction that deletes retained rows sealed under this version: their
+    # ciphertext may survive in pages or WAL, so the version must be rotated out and destroyed.
+    sa.Column("shred_due", sa.Boolean, nullable=False, default=False),
     sa.Column("destroyed_at", sa.DateTime(timezone=True)),
 )
 
