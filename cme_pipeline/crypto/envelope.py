@@ -254,3 +254,23 @@ class NhsTagger:
 def nhs_tagger(keys: KeyStore, la_code: str) -> NhsTagger:
     """The LA's NHS-number tagger (its key is created on first use)."""
     return NhsTagger(_get_or_create(keys, hmac_key_name(la_code), secrets.token_bytes(32)))
+
+
+# -- review packs -------------------------------------------------------------------------------
+
+
+def review_key_name(la_code: str) -> str:
+    """Key-store name of the LA's review-pack key."""
+    return f"la/{la_code}/review"
+
+
+def review_cipher(keys: KeyStore, la_code: str) -> RecordCipher:
+    """The cipher of the LA's clerical review packs (its key is created on first use).
+
+    Args:
+        keys: the key store.
+        la_code: the LA's ONS code.
+    """
+    name = review_key_name(la_code)
+    _create_wrapped(keys, la_code, name)
+    return RecordCipher(la_code, "review-pack", _unwrap(keys, la_code, name, "review key"))

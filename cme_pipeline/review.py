@@ -1,0 +1,250 @@
+"""Clerical review of `possible` matches: an encrypted review pack, and applying the decisions.
+
+The pack shows each retained `possible` child beside the best candidate register record, with
+the matcher's per-field weights, under a random review id (not personal). It is sealed under
+the LA's review key, so a copy left on a shared drive is unreadable without the key store.
+Decisions come back as ``review_id,decision`` (``match`` or ``no-match``): a confirmed match
+is deleted (and the retained key rotated so its ciphertext is unrecoverable), a rejected one
+becomes ``unmatched`` with the normal retention period. All or nothing: one bad row applies none.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from cme_pipeline.config import Settings
+from cme_pipeline.crypto.envelope import review_cipher
+from cme_pipeline.crypto.keystore import FileKeyStore
+from cme_pipeline.errors import CiphertextInvalid, UsageError
+from cme_pipeline.schemas import CANONICAL_PERSON, HEALTH_EXTRACT
+from cme_pipeline.store import load_registers, open_la_store
+from cme_pipeline.store import retained as rstore
+from cme_pipeline.store import staging as sstore
+from cme_pipeline.store.tables import retained, review_decisions
+
+DECISIONS = ("match", "no-match")
+DECISION_COLUMNS = ("review_id", "decision")
+PACK_MAGIC = b"CME-REVIEW/1\n"
+PACK_SUFFIX = ".cmereview"
+PERSON_FIELDS = tuple(c for c in CANONICAL_PERSON if c != "record_id")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?")
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """Counts of applied decisions (for the evidence ledger)."""
+
+    confirmed_matches: int  # retained rows deleted beyond recovery
+    rejected: int  # rows now `unmatched`, kept for the retention period
+
+
+def escape_formula(value: object) -> object:
+    """Defuse a spreadsheet formula: a text cell starting with = + - @ gets a leading apostrophe.
+
+    A plain signed number (a negative weight read back as text) is left alone: a spreadsheet
+    reads it as a number, not a formula.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def build_pack(settings: Settings, la_code: str) -> pd.DataFrame:
+    """Every `possible` retained child beside its best candidate, with per-field weights.
+
+    Args:
+        settings: where the home, store and keys are.
+        la_code: the LA's ONS code.
+
+    Returns:
+        One row per review id: ``review_id``, ``register``, ``probability``, ``health_<field>``
+        and ``register_<field>`` for the canonical person fields, and ``weight_<comparison>``
+        (bits) for each comparison the matcher makes. Plaintext: keep it in memory.
+    """
+    from cme_pipeline import matching
+    from cme_pipeline.minimise import read_retained
+
+    every = read_retained(settings, la_code)
+    possible = every[every["outcome"] == "possible"].reset_index(drop=True)
+    if possible.empty:
+        return pd.DataFrame(columns=["review_id", "register", "probability"])
+    engine = open_la_store(settings, la_code)
+    try:
+        registers = load_registers(engine, la_code)
+    finally:
+        engine.dispose()
+    # The model is fitted on every retained child (the matched ones no longer exist), which is
+    # enough to explain a pair; review ids stand in as record ids so nothing personal keys rows.
+    health = matching.health_to_canonical(every[list(HEALTH_EXTRACT)])
+    health["record_id"] = every["review_id"].fillna("").to_numpy()
+    rows = []
+    for source, register in registers.items():
+        wanted = possible[possible["best_register"] == source]
+        if wanted.empty:
+            continue
+        canonical = matching.register_to_canonical(register).set_index("record_id", drop=False)
+        model = matching.fit_model(health, canonical.reset_index(drop=True))
+        for item in wanted.itertuples():
+            row: dict[str, object] = {"review_id": item.review_id, "register": source,
+                                      "probability": item.best_probability}
+            mine = health.loc[health["record_id"] == item.review_id].iloc[0]
+            row.update({f"health_{f}": mine[f] for f in PERSON_FIELDS})
+            if item.best_register_record_id in canonical.index:
+                theirs = canonical.loc[str(item.best_register_record_id)]
+                row.update({f"register_{f}": theirs[f] for f in PERSON_FIELDS})
+                weights = matching.explain(health, canonical.reset_index(drop=True), str(item.review_id),
+                                           str(item.best_register_record_id), model=model)
+                row.update({f"weight_{c}": round(float(w), 2) for c, w in zip(weights["comparison"], weights["weight"], strict=True)})
+            rows.append(row)
+    for item in possible[~possible["best_register"].isin(list(registers))].itertuples():
+        rows.append({"review_id": item.review_id, "register": item.best_register, "probability": item.best_probability})
+    return pd.DataFrame(rows).sort_values("review_id").reset_index(drop=True)
+
+
+def _pack_csv(frame: pd.DataFrame) -> bytes:
+    safe = frame.map(escape_formula)
+    return safe.to_csv(index=False, lineterminator="\n").encode()
+
+
+def export_pack(settings: Settings, la_code: str, out: Path | None = None) -> tuple[Path, int]:
+    """Write the encrypted review pack; return its path and how many records it holds.
+
+    Args:
+        settings: where the home, store and keys are.
+        la_code: the LA's ONS code.
+        out: the file to write (default ``la/<code>/reports/review-<UTC time>.cmereview``).
+    """
+    frame = build_pack(settings, la_code)
+    cipher = review_cipher(FileKeyStore(settings.keys_dir), la_code)
+    sealed = PACK_MAGIC + cipher.encrypt("pack", _pack_csv(frame))
+    if out is None:
+        stamp = sstore.utc_now().strftime("%Y%m%dT%H%M%SZ")
+        out = settings.reports_dir(la_code) / f"review-{stamp}{PACK_SUFFIX}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(sealed)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
+    return out, len(frame)
+
+
+def read_pack(settings: Settings, la_code: str, path: Path) -> pd.DataFrame:
+    """Decrypt a review pack (cells as exported, formulas already defused).
+
+    Args:
+        settings: where the keys are.
+        la_code: the LA whose review key sealed it.
+        path: the pack file.
+    """
+    blob = path.read_bytes()
+    if not blob.startswith(PACK_MAGIC):
+        raise UsageError(f"{path.name} is not a review pack")
+    try:
+        plain = review_cipher(FileKeyStore(settings.keys_dir), la_code).decrypt("pack", blob[len(PACK_MAGIC):])
+    except CiphertextInvalid:
+        raise CiphertextInvalid(f"review pack {path.name} was altered or sealed for another LA") from None
+    return pd.read_csv(io.BytesIO(plain), dtype=str, keep_default_na=False)
+
+
+def render_pack(frame: pd.DataFrame, fmt: str = "csv") -> str:
+    """The pack as CSV (formula-safe) or as an HTML table (every cell escaped)."""
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
+            for row in frame.itertuples(index=False)
+        )
+        return f"<table>\n<tr>{head}</tr>\n{body}</table>\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(frame.columns)
+    writer.writerows(frame.map(escape_formula).itertuples(index=False))
+    return buffer.getvalue()
+
+
+def read_decisions(path: Path) -> pd.DataFrame:
+    """Read a decisions CSV (``review_id,decision``), every cell as text."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise UsageError(f"{path.name} is not a readable CSV of review_id,decision") from None
+
+
+def _validated(decisions: pd.DataFrame, awaiting: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    if tuple(c.strip().lower() for c in decisions.columns) != DECISION_COLUMNS:
+        raise UsageError("decisions must have exactly the columns review_id,decision")
+    seen: set[str] = set()
+    out = []
+    for i, (rid, decision) in enumerate(decisions.itertuples(index=False), start=1):
+        rid, decision = str(rid).strip(), str(decision).strip().lower()
+        if decision not in DECISIONS:
+            raise UsageError(f"decisions row {i}: decision must be match or no-match")
+        if rid not in awaiting:
+            raise UsageError(f"decisions row {i}: review_id is not a possible match awaiting review")
+        if rid in seen:
+            raise UsageError(f"decisions row {i}: review_id repeats an earlier row")
+        seen.add(rid)
+        out.append((rid, decision))
+    return out
+
+
+def apply_decisions(settings: Settings, la_code: str, decisions: pd.DataFrame, today: dt.date) -> ReviewResult:
+    """Apply review decisions in one transaction; nothing is applied if any row is bad.
+
+    Args:
+        settings: where the home, store and keys are; the retention period.
+        la_code: the LA's ONS code.
+        decisions: ``review_id``, ``decision`` (``match`` | ``no-match``) columns.
+        today: the decision date (a rejected match is kept until today + retention days).
+
+    Raises:
+        UsageError: a row names an unknown review id or a bad decision (the message gives the row).
+    """
+    engine = open_la_store(settings, la_code)
+    try:
+        with engine.begin() as conn:
+            awaiting = {
+                str(r.review_id): (str(r.delivery_id), str(r.health_record_id))
+                for r in conn.execute(
+                    sa.select(retained.c.review_id, retained.c.delivery_id, retained.c.health_record_id).where(
+                        retained.c.la_code == la_code, retained.c.outcome == "possible",
+                        retained.c.review_id.is_not(None))
+                )
+            }
+            chosen = _validated(decisions, awaiting)
+            confirmed = [awaiting[rid] for rid, d in chosen if d == "match"]
+            rstore.delete_retained_keys(conn, la_code, confirmed)
+            for rid, decision in chosen:
+                if decision == "no-match":
+                    conn.execute(
+                        sa.update(retained)
+                        .where(retained.c.la_code == la_code, retained.c.review_id == rid)
+                        .values(outcome="unmatched", retention_expiry=settings.retention_expiry(today), review_id=None)
+                    )
+            now = sstore.utc_now()
+            if chosen:
+                conn.execute(sa.insert(review_decisions), [
+                    {"la_code": la_code, "review_id": rid, "delivery_id": awaiting[rid][0],
+                     "health_record_id": awaiting[rid][1], "decision": d, "decided_at": now}
+                    for rid, d in chosen
+                ])
+        sstore.release_deleted_space(engine)
+        if rstore.finish_shredding(engine, FileKeyStore(settings.keys_dir), la_code) is not None:
+            sstore.release_deleted_space(engine)
+        return ReviewResult(confirmed_matches=len(confirmed), rejected=len(chosen) - len(confirmed))
+    finally:
+        engine.dispose()
