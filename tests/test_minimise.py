@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from fixtures_minimise import MIN_DELIVERY, MIN_LA, MIN_RUN, MIN_TODAY, MatchedDelivery
+from fixtures_minimise import (
+    MIN_DELIVERY,
+    MIN_LA,
+    MIN_RUN,
+    MIN_TODAY,
+    MatchedDelivery,
+    home_settings,
+)
 
 from cme_pipeline import minimise as m
 from cme_pipeline.config import Settings
@@ -177,3 +185,27 @@ def test_rotation_reseals_every_row_and_destroys_old_key(staged_home: Settings, 
     some = next(iter(old_blobs.items()))
     with pytest.raises(KeyUnavailable):
         envelope.retained_cipher(keys, LA, 1, D).decrypt(str(some[0]), bytes(some[1]))  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_the_same_code_on_postgresql(tmp_path: Path, matched_delivery: MatchedDelivery, postgres_url: str) -> None:
+    settings = home_settings(tmp_path / "home", postgres_url)
+    assert m.stage_delivery(settings, LA, D, matched_delivery.extract) == len(matched_delivery.extract)
+    assert m.stage_delivery(settings, LA, D, matched_delivery.extract) == len(matched_delivery.extract)
+    pd.testing.assert_frame_equal(
+        m.load_staged(settings, LA, D).astype(object), matched_delivery.extract.astype(object), check_dtype=False
+    )
+    result = m.minimise(settings, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    assert result.retained == result.possible + result.unmatched > 0 and m.staged_count(settings, LA, D) == 0
+    assert m.minimise(settings, LA, D, RUN, matched_delivery.outcomes, today=TODAY) == result
+    listed = m.list_retained(settings, LA, RUN)
+    assert len(listed) == result.retained and set(listed["retention_expiry"]) <= {
+        result.retention_expiry, TODAY + dt.timedelta(days=settings.review_days)}
+    assert m.rotate_retained_key(settings, LA) == 2
+    pd.testing.assert_frame_equal(m.list_retained(settings, LA, RUN), listed)
+    purged = m.purge_expired(settings, LA, TODAY + dt.timedelta(days=settings.review_days))
+    assert purged == m.PurgeResult(retained=0, possible=result.possible)
+    keys = FileKeyStore(settings.keys_dir)
+    assert [v for v in range(1, 5) if envelope.retained_key_exists(keys, LA, v)] == [3]
+    m.discard_delivery(settings, LA, D)
+    assert m.list_retained(settings, LA).empty
