@@ -36,6 +36,7 @@ from cme_pipeline import minimise as m
 from cme_pipeline.config import Settings
 from cme_pipeline.nhs_number import generate_test_numbers
 from cme_pipeline.store import open_la_store
+from cme_pipeline.store import staging as sstore
 from cme_pipeline.store.tables import staged
 
 # Every needle is made of these characters; the scanner looks only inside runs of them (in each
@@ -131,16 +132,36 @@ def _sentinel(delivery: MatchedDelivery) -> str:
 
 
 @pytest.mark.sqlite
-def test_sqlite_store_and_home_hold_no_plaintext(tmp_path: Path, matched_delivery: MatchedDelivery) -> None:
+@pytest.mark.parametrize("journal", ["delete", "wal", "wal-control"])
+def test_sqlite_store_and_home_hold_no_plaintext(
+    tmp_path: Path, matched_delivery: MatchedDelivery, journal: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wal-control`` skips the checkpoint to show the shredded-ciphertext check can fail."""
     settings = home_settings(tmp_path / "home")
-    shredded_blobs = _minimise(settings, matched_delivery)
-    look = needles(matched_delivery)
-    db = settings.store_dir(MIN_LA)
-    assert any(p.name == "cme.sqlite" for p in db.iterdir())
-    assert scan([settings.home], look) == {}
-    # secure_delete + checkpoint: the deleted staged rows' ciphertext is gone from the files too.
-    assert scan_bytes(db, set(shredded_blobs)) == []
-
+    mode = journal.removesuffix("-control")
+    engine = open_la_store(settings, MIN_LA)  # the journal mode is a property of the file: set it first
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(f"PRAGMA journal_mode={mode}").scalar() == mode
+    # A long-lived process (an Airflow worker) keeps a connection open, so SQLite does not get
+    # to checkpoint and delete the -wal file when minimisation's own connections close.
+    holder = engine.connect()
+    holder.exec_driver_sql("SELECT count(*) FROM deliveries").all()
+    if journal == "wal-control":
+        monkeypatch.setattr(sstore, "release_deleted_space", lambda engine: None)
+    try:
+        shredded_blobs = _minimise(settings, matched_delivery)
+        db = settings.store_dir(MIN_LA)
+        files = {p.name for p in db.iterdir()}
+        assert "cme.sqlite" in files and (mode != "wal" or "cme.sqlite-wal" in files)
+        if journal == "wal-control":
+            assert scan_bytes(db, set(shredded_blobs)), "without the checkpoint the WAL keeps deleted rows"
+            return
+        assert scan([settings.home], needles(matched_delivery)) == {}
+        # secure_delete + checkpoint: the deleted staged rows' ciphertext is gone from the files too.
+        assert scan_bytes(db, set(shredded_blobs)) == []
+    finally:
+        holder.close()
+        engine.dispose()
     sentinel = _sentinel(matched_delivery)
     _plant(settings, sentinel)
     assert scan([db], {sentinel}) != {}, "the scanner failed to find a planted value"
