@@ -153,12 +153,14 @@ def test_kill_during_minimise_then_rerun_converges(
 
 
 @pytest.mark.sqlite
+@pytest.mark.parametrize("point", ["in_tx:sstore.insert_staged", "keyop:1", "keyop:2", "keyop:3"])
 def test_kill_during_staging_leaves_none_then_rerun_stages_all(
-    settings: Settings, matched_delivery: MatchedDelivery, tmp_path: Path
+    settings: Settings, matched_delivery: MatchedDelivery, tmp_path: Path, point: str
 ) -> None:
+    # Key operations of a first staging: the KEK, the wrapped data key, the NHS-tag key.
     extract = tmp_path / "extract.csv"  # synthetic 999-range test data, in the test's own tmp dir
     matched_delivery.extract.to_csv(extract, index=False)
-    assert _child(settings, "stage", "in_tx:sstore.insert_staged", extract) == KILLED
+    assert _child(settings, "stage", point, extract) == KILLED
     assert m.staged_count(settings, MIN_LA, MIN_DELIVERY) == 0
     assert _child(settings, "stage", "none", extract) == 0
     assert m.staged_count(settings, MIN_LA, MIN_DELIVERY) == len(matched_delivery.extract)
