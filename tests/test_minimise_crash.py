@@ -171,7 +171,9 @@ def test_kill_during_staging_leaves_none_then_rerun_stages_all(
 
 @pytest.mark.sqlite
 @pytest.mark.parametrize(
-    "point", ["in_tx:rstore.delete_retained", "before:rstore.finish_shredding", "keyop:1", "keyop:2"]
+    "point",
+    ["in_tx:rstore.delete_retained", "before:rstore.finish_shredding", "keyop:1", "before:rstore.destroy_retained_key",
+     "keyop:2"],
 )
 def test_kill_during_purge_and_rotation_keeps_every_row_readable(
     staged_home: Settings, matched_delivery: MatchedDelivery, tmp_path: Path, point: str
