@@ -45,8 +45,9 @@ class DeliveryQuarantined(DeliveryRejected):
     ``details`` is PII-free (check and expectation names, counts) for the evidence ledger.
     """
 
-    def __init__(self, reason: str, *, check: str, details: dict[str, Any], quarantined: Path) -> None:
-        super().__init__(reason, check=check)
+    def __init__(self, message: str, *, reason: str, check: str, details: dict[str, Any], quarantined: Path) -> None:
+        super().__init__(message, check=check)
+        self.reason = reason  # without the "delivery … rejected" preamble, for summaries
         self.details = details
         self.quarantined = quarantined
 
@@ -126,7 +127,7 @@ def _quarantine(
     note = target.with_name(target.name + REJECTION_SUFFIX)
     note.write_text(json.dumps({"reason": reason, **facts}, indent=1, sort_keys=True) + "\n")
     message = f"delivery {path.name.removesuffix(DELIVERY_SUFFIX)} rejected and quarantined: {reason}"
-    return DeliveryQuarantined(message, check=check, details=facts, quarantined=target)
+    return DeliveryQuarantined(message, reason=reason, check=check, details=facts, quarantined=target)
 
 
 def _fsync_dir(folder: Path) -> None:

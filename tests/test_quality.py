@@ -204,6 +204,24 @@ def test_match_output_suite_fails_on_what_it_catches(row: int, column: str, valu
     assert check in _failed(caught.value)
 
 
+def test_match_output_suite_reads_an_empty_register_as_no_candidate() -> None:
+    # match_registers writes "" (not null) for a child with no candidate on any register.
+    frame = _outcomes()
+    frame.loc[4, ["register", "register_record_id"]] = ["", ""]
+    assert _match(frame).success
+
+
+def test_match_output_suite_checks_the_outcomes_match_registers_writes() -> None:
+    from cme_pipeline.matching import match_registers
+
+    health = pd.DataFrame({"record_id": ["h1", "h2"], "forename": ["Siân", "Dafydd"], "surname": ["Jones", "Przybylski"],
+                           "dob": ["2015-03-04", "2016-07-08"], "postcode": ["CF10 1AA", "CF5 2BB"]})
+    census = health.iloc[:1].assign(record_id="P1")
+    outcomes = match_registers(health, {"school_census": census, "ehe": census.iloc[:0]})
+    assert (outcomes["register"] == "").any()
+    assert validate_match_output(outcomes, 2, {"school_census": 1, "ehe": 0}, 0.95, 0.5).success
+
+
 def test_match_output_suite_needs_one_outcome_per_health_record() -> None:
     with pytest.raises(QualityGateFailed) as caught:
         _match(_outcomes(), received=6)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import time
 
+from cme_pipeline.commands.run import run_waiting
 from cme_pipeline.config import Settings
+from cme_pipeline.pipeline.lock import home_lock
 from cme_pipeline.progress import say
 from cme_pipeline.simulate.wales import simulate_to_home
 
@@ -19,10 +21,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Simulate the demo LAs, then run matching on them."""
-    for s in simulate_to_home(settings, DEMO_LAS):
-        say(f"simulated {s.la_code}: {s.children} children; delivery waiting in its inbox")
-    sys.stdout.write(
-        "Simulation done. The matching DAG is not built yet, so the demo ends here.\n"
-    )
-    return 0
+    """Simulate the demo LAs, then run ``cme_matching`` on them and print the summary."""
+    with home_lock(settings):
+        start = time.monotonic()
+        for s in simulate_to_home(settings, DEMO_LAS):
+            say(f"simulated {s.la_code}: {s.children} children; delivery waiting in its inbox")
+        say(f"simulation took {time.monotonic() - start:.0f}s")
+        return run_waiting(settings, DEMO_LAS, {"academic_year": None})

@@ -34,10 +34,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.possible_threshold is not None:
         conf["possible_threshold"] = args.possible_threshold
     with home_lock(settings):
-        return _run_all(settings, codes, conf)
+        return run_waiting(settings, codes, conf)
 
 
-def _run_all(settings: Settings, codes: list[str], conf: dict[str, object]) -> int:
+def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -> int:
+    """Run ``cme_matching`` until no chosen LA has a delivery waiting; print the summary.
+
+    The caller holds the home lock. Returns 0, or raises (exit 3) after one stderr line per LA
+    whose delivery was rejected or whose run failed; the other LAs are processed regardless.
+
+    Args:
+        settings: the home.
+        codes: the LAs to look at.
+        conf: the run's Params other than ``la_codes``.
+    """
     from cme_pipeline import embedded_airflow
 
     pending = [c for c in codes if waiting_deliveries(settings, c)]

@@ -86,6 +86,9 @@ def validate_match_output(
         possible_threshold: probability at or above which a pair goes to review.
     """
     view = outcomes.copy()
+    if "register" in view:
+        # "" is how an outcome says "no candidate on any register": nothing to check, like null.
+        view["register"] = view["register"].mask(view["register"].astype(str) == "")
     matched = view["outcome"] == "matched" if "outcome" in view else pd.Series(False, index=view.index)
     if {"register", "register_record_id"} <= set(view.columns):
         key = view["register"].astype(str) + ":" + view["register_record_id"].astype(str)
