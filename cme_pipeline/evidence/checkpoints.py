@@ -14,7 +14,7 @@ from typing import Any
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import FileKeyStore, signing
 from cme_pipeline.evidence import files
-from cme_pipeline.evidence.ledger import read_entries
+from cme_pipeline.evidence.ledger import head
 
 SIGNED_FIELDS = ("n", "la_code", "size", "head_hash", "time", "key_id")
 
@@ -49,18 +49,19 @@ def checkpoint(settings: Settings, la_code: str) -> None:
         la_code: the LA whose ledger it is.
     """
     with files.locked(settings, la_code):
-        entries = read_entries(settings, la_code)
-        size = len(entries)
-        head = str(entries[-1]["hash"]) if entries else files.GENESIS_HASH
+        lines = files.read_lines(files.ledger_file(settings, la_code))
+        last = head(lines)
+        size = len(lines)
+        head_hash = str(last["hash"]) if last else files.GENESIS_HASH
         existing = read_checkpoints(settings, la_code)
-        if existing and existing[-1].get("size") == size and existing[-1].get("head_hash") == head:
+        if existing and existing[-1].get("size") == size and existing[-1].get("head_hash") == head_hash:
             return
         keys = FileKeyStore(settings.keys_dir)
         body: dict[str, Any] = {
             "n": len(existing) + 1,
             "la_code": la_code,
             "size": size,
-            "head_hash": head,
+            "head_hash": head_hash,
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
             "key_id": signing.ensure_evidence_key(keys, la_code),
         }

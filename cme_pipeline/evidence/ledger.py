@@ -101,6 +101,21 @@ def read_entries(settings: Settings, la_code: str) -> list[dict[str, Any]]:
     return entries
 
 
+def head(lines: list[bytes]) -> dict[str, Any] | None:
+    """The last entry of a ledger given as lines, parsed (None for an empty ledger).
+
+    Raises:
+        CmeError: the last line is not JSON (appending would extend a broken chain).
+    """
+    if not lines:
+        return None
+    try:
+        last: dict[str, Any] = json.loads(lines[-1])
+    except ValueError:
+        raise CmeError(f"ledger line {len(lines)}: not valid JSON; run cme evidence verify") from None
+    return last
+
+
 def run_entries(settings: Settings, la_code: str, run_id: str) -> list[dict[str, Any]]:
     """The entries of one run, in ledger order.
 
@@ -133,11 +148,16 @@ def record(settings: Settings, la_code: str, run_id: str, event: str, facts: Map
     check_facts(dict(facts))
     plain = json.loads(files.canonical(dict(facts)))  # tuples become lists, as they will on reading
     with files.locked(settings, la_code):
-        entries = read_entries(settings, la_code)
-        for seen in entries:
-            if seen.get("run_id") == run_id and seen.get("event") == event and seen.get("facts") == plain:
-                return
-        last = entries[-1] if entries else None
+        lines = files.read_lines(files.ledger_file(settings, la_code))
+        # Only lines naming this run can be a retry's twin: skip parsing the rest (the ledger
+        # grows by a few entries per run for years; a full parse per append would be quadratic).
+        needle = json.dumps(run_id, ensure_ascii=False).encode()
+        for line in lines:
+            if needle in line:
+                seen = json.loads(line)
+                if seen.get("run_id") == run_id and seen.get("event") == event and seen.get("facts") == plain:
+                    return
+        last = head(lines)
         entry: dict[str, Any] = {
             "seq": (int(last["seq"]) + 1) if last else 1,
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
