@@ -1,0 +1,94 @@
+"""Byte scans for personal data left behind: every file under the given roots, read raw.
+
+A scan is only evidence when it had something to look for and could have found it, so a
+``Probe`` refuses to be empty and the tests plant a value once to show the scan sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+_NHS = re.compile(rb"(?<![0-9])(999)[ -]?([0-9]{3})[ -]?([0-9]{4})(?![0-9])")
+_DATE = re.compile(rb"(?<![0-9])([0-9]{4}-[0-9]{2}-[0-9]{2})(?![0-9])")
+WINDOW = 256  # bytes either side of a date in which a surname and postcode count as "next to" it
+
+
+@dataclass
+class Probe:
+    """What to look for: NHS numbers, and a child's surname + postcode next to their date of birth."""
+
+    nhs_numbers: set[bytes] = field(default_factory=set)
+    # dob -> (surname, postcode forms) of each child to look for
+    people_by_dob: dict[bytes, list[tuple[bytes, tuple[bytes, ...]]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.nhs_numbers:
+            raise ValueError("a scan over an empty sample proves nothing")
+
+    @classmethod
+    def from_extract(cls, extract: pd.DataFrame, people: pd.DataFrame | None = None) -> Probe:
+        """Probe for every NHS number of ``extract``, and surname + dob + postcode of ``people``.
+
+        Args:
+            extract: health extract rows (``nhs_number`` column).
+            people: rows with ``surname``, ``dob`` and ``postcode`` (e.g. the children on no
+                register); a child counts as found when all three lie within ``WINDOW`` bytes.
+        """
+        probe = cls({str(n).encode() for n in extract["nhs_number"] if str(n)})
+        if people is not None:
+            for surname, dob, postcode in zip(people["surname"], people["dob"], people["postcode"], strict=True):
+                if surname and dob and postcode:
+                    code = str(postcode).lower().encode()
+                    forms = (code, code.replace(b" ", b""))
+                    probe.people_by_dob.setdefault(str(dob).encode(), []).append(
+                        (str(surname).lower().encode(), forms)
+                    )
+        return probe
+
+    @property
+    def people(self) -> int:
+        """How many children the name + dob + postcode probe looks for."""
+        return sum(len(v) for v in self.people_by_dob.values())
+
+    def hits(self, data: bytes) -> list[str]:
+        """Kinds of hit in ``data`` (no values: the test output must not leak either)."""
+        found = []
+        for m in _NHS.finditer(data):
+            if b"".join(m.groups()) in self.nhs_numbers:
+                found.append("nhs_number")
+                break
+        if self.people_by_dob:
+            lowered = data.lower()
+            for m in _DATE.finditer(data):
+                people = self.people_by_dob.get(m.group(1))
+                if people:
+                    window = lowered[max(0, m.start() - WINDOW) : m.end() + WINDOW]
+                    if any(name in window and any(f in window for f in forms) for name, forms in people):
+                        found.append("name+dob+postcode")
+                        break
+        return found
+
+
+def scan(roots: Iterable[Path], probe: Probe) -> dict[str, list[str]]:
+    """Every file under ``roots`` with a hit, and the kinds of hit (paths relative to their root)."""
+    result: dict[str, list[str]] = {}
+    files = 0
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            files += 1
+            kinds = probe.hits(data)
+            if kinds:
+                result[str(path)] = kinds
+    if files == 0:
+        raise AssertionError("the scan found no files to read")
+    return result

@@ -1,0 +1,214 @@
+"""End to end through the real Airflow DAG: simulate two LAs, break one delivery, `cme run` both.
+
+Once on the embedded default (SQLite store and Airflow metadata) and once with both on a real
+PostgreSQL server started for the test. The good LA completes with counts that reconcile and
+evidence that verifies; the bad one is quarantined. Then every byte the LA side can reach
+(home, Airflow metadata and task logs, PostgreSQL data files, WAL and server log, temp files)
+is scanned for the run's NHS numbers and for the surname + date of birth of children the LA
+never held before: zero plaintext hits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from postgres_server import PostgresServer, start_server
+from residue import Probe, scan
+
+from cme_pipeline import evidence, minimise
+from cme_pipeline.config import Settings, load_settings
+from cme_pipeline.crypto import FileKeyStore, open_delivery
+from cme_pipeline.evidence import ledger
+from cme_pipeline.pipeline.runs import RunPaths, read_state
+from cme_pipeline.quality.extract_csv import parse_extract
+from cme_pipeline.store import load_registers, open_la_store
+
+GOOD, BAD = "W06000015", "W06000001"  # Cardiff, Isle of Anglesey
+CHILDREN = 3000
+
+
+@dataclass
+class Finished:
+    """A finished `cme run` and everything the assertions need."""
+
+    settings: Settings
+    done: subprocess.CompletedProcess[str]
+    run_id: str
+    extracts: dict[str, pd.DataFrame]
+    truth: dict[str, pd.DataFrame]
+    scan_roots: list[Path]
+    server: PostgresServer | None
+
+
+def _cme(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cme_pipeline.cli", "--home", str(home), *args],
+        capture_output=True, text=True, env=env, check=False,
+    )
+
+
+def _open_inbox(settings: Settings, la: str) -> pd.DataFrame:
+    """The partner's plaintext, read in the test only, to know what to look for."""
+    path = next(settings.inbox(la).glob("*.cmedelivery"))
+    _, plaintext = open_delivery(FileKeyStore(settings.keys_dir), path.read_bytes(), la_code=la)
+    return parse_extract(plaintext)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def finished(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Finished]:
+    root = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    home, tmp = root / "home", root / "tmp"
+    tmp.mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmp), "HOME": str(root)}
+    server = None
+    if request.param == "postgresql":
+        server = start_server()  # its own cluster, so nothing of another test is in its files
+        if server is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("PostgreSQL binaries missing; under CI=true the PostgreSQL tests must run")
+            pytest.skip("PostgreSQL server binaries are not installed")
+        env["CME_DATABASE_URL"] = server.create_database("cme")
+        env["CME_AIRFLOW_DATABASE_URL"] = server.create_database("airflow")
+    try:
+        made = _cme(env, home, "simulate", "--la", f"{GOOD},{BAD}", "--children", str(CHILDREN), "--seed", "21")
+        assert made.returncode == 0, made.stderr
+        settings = load_settings(home, environ={k: v for k, v in env.items() if k.startswith("CME_")})
+        extracts = {la: _open_inbox(settings, la) for la in (GOOD, BAD)}
+        truth = {
+            la: pd.read_csv(settings.partner_dir / "truth" / f"{la}.csv", dtype=str, keep_default_na=False)
+            for la in (GOOD, BAD)
+        }
+        bad = next(settings.inbox(BAD).glob("*.cmedelivery"))
+        blob = bytearray(bad.read_bytes())
+        blob[-10] ^= 0xFF  # one flipped bit of ciphertext: the delivery must be refused whole
+        bad.write_bytes(bytes(blob))
+        done = _cme(env, home, "run", "--la", f"{GOOD},{BAD}")
+        runs = sorted((settings.store_dir(GOOD) / "runs").iterdir())
+        assert len(runs) == 1, done.stderr
+        run_id = json.loads((runs[0] / "state.json").read_text())["run_id"]
+        if server is not None:
+            server.checkpoint()
+        roots = [home, tmp] + ([server.datadir, server.logfile] if server else [])
+        yield Finished(settings, done, run_id, extracts, truth, roots, server)
+    finally:
+        if server is not None:
+            server.stop()
+            shutil.rmtree(server.root, ignore_errors=True)
+
+
+def test_good_la_completes_and_bad_la_is_quarantined(finished: Finished) -> None:
+    settings, done = finished.settings, finished.done
+    assert done.returncode == 3
+    # Progress goes to stderr too; the failure is one line of its own, and the last.
+    err = done.stderr.strip().splitlines()
+    failures = [line for line in err if line.startswith("cme run:")]
+    assert failures == [err[-1]], done.stderr
+    assert BAD in err[-1] and "rejected and quarantined" in err[-1] and GOOD not in err[-1]
+    assert err[-1].count("rejected") == 1, err[-1]
+    assert "Traceback" not in done.stderr
+    assert len(list(settings.quarantine(BAD).glob("*.cmedelivery"))) == 1
+    assert not list(settings.inbox(BAD).glob("*.cmedelivery"))
+    # The processed delivery is shredded too: it is encrypted to the LA's long-term key.
+    assert not list(settings.inbox(GOOD).glob("*.cmedelivery"))
+    assert GOOD in done.stdout and "report:" in done.stdout
+
+
+def test_counts_reconcile_and_agree_with_the_truth(finished: Finished) -> None:
+    settings = finished.settings
+    state = read_state(RunPaths(settings, GOOD, finished.run_id))
+    received = len(finished.extracts[GOOD])
+    assert state["received"] == received
+    assert state["matched"] + state["possible"] + state["unmatched"] == received
+    assert state["retained"] == state["possible"] + state["unmatched"]
+    truth = finished.truth[GOOD]
+    registered = int((truth["registers"] != "").sum())
+    # Matching is probabilistic; on default noise it finds nearly every registered child and
+    # never more children than are registered.
+    assert 0.95 * registered <= state["matched"] <= registered
+    retained = minimise.list_retained(settings, GOOD, finished.run_id)
+    assert len(retained) == state["retained"]
+    unregistered = set(truth.loc[truth["registers"] == "", "nhs_number"])
+    assert unregistered <= set(retained["nhs_number"]), "an unregistered child was lost"
+    assert minimise.staged_count(settings, GOOD, state["delivery_id"]) == 0
+
+
+def test_evidence_verifies_and_records_the_rejection(finished: Finished) -> None:
+    settings = finished.settings
+    report = evidence.verify(settings)
+    assert report.ok, report.problems
+    state = read_state(RunPaths(settings, GOOD, finished.run_id))
+    certificate = json.loads(Path(state["certificate"]).read_text())
+    stated = certificate["facts"]
+    assert stated["received"] == state["received"] and stated["retained"] == state["retained"]
+    assert certificate["matched"] == state["matched"] and stated["data_key_id"] == state["data_key_id"]
+    bad_state = read_state(RunPaths(settings, BAD, finished.run_id))
+    assert bad_state["check"] == "integrity" and "SHA-256" in bad_state["rejected"]
+    events = [e["event"] for e in ledger.run_entries(settings, BAD, finished.run_id)]
+    assert "delivery_rejected" in events and "minimised" not in events, events
+    assert Path(state["report"]).is_file()
+
+
+def test_no_personal_data_anywhere_the_la_side_can_reach(finished: Finished) -> None:
+    settings = finished.settings
+    extract = pd.concat(finished.extracts.values(), ignore_index=True)
+    truth = pd.concat(finished.truth.values(), ignore_index=True)
+    unregistered = extract[extract["nhs_number"].isin(set(truth.loc[truth["registers"] == "", "nhs_number"]))]
+    # A registered child's own register entry is the LA's data, not what this scan is about;
+    # nor is a child whose name, dob and postcode a register happens to hold (e.g. a twin's).
+    on_registers: set[tuple[str, str, str]] = set()
+    for la in (GOOD, BAD):
+        engine = open_la_store(settings, la)
+        for frame in load_registers(engine, la).values():
+            on_registers |= {
+                (str(s).lower(), str(d), str(p).lower())
+                for s, d, p in zip(frame["surname"], frame["dob"], frame["postcode"], strict=True)
+            }
+        engine.dispose()
+    assert on_registers, "the registers were not read"
+    newly_held = unregistered[[
+        (str(s).lower(), str(d), str(p).lower()) not in on_registers
+        for s, d, p in zip(unregistered["surname"], unregistered["dob"], unregistered["postcode"], strict=True)
+    ]]
+    assert len(newly_held) >= 50, "too few children on no register to make the scan meaningful"
+    probe = Probe.from_extract(extract, newly_held)
+    roots = [r for r in finished.scan_roots if r != settings.partner_dir]
+    hits = {path: kinds for path, kinds in scan(roots, probe).items()
+            if not Path(path).is_relative_to(settings.partner_dir)}
+    assert hits == {}
+    # The scanner can see a plaintext value where one is.
+    planted = settings.home / "planted.txt"
+    child = newly_held.iloc[0]
+    planted.write_text(f"{extract['nhs_number'].iloc[0]}\n{child['surname']},{child['dob']},{child['postcode']}\n")
+    try:
+        assert scan([settings.home], probe).get(str(planted)) == ["nhs_number", "name+dob+postcode"]
+    finally:
+        planted.unlink()
+
+
+def test_airflow_history_and_metadata_hold_ids_and_counts_only(finished: Finished) -> None:
+    import sqlalchemy as sa
+
+    settings = finished.settings
+    probe = Probe.from_extract(pd.concat(finished.extracts.values(), ignore_index=True))
+    engine = sa.create_engine(settings.airflow_metadata_url())
+    tables = ["xcom", "rendered_task_instance_fields", "dag_run", "log", "asset_event", "task_instance"]
+    rows = 0
+    with engine.connect() as conn:
+        meta = sa.MetaData()
+        meta.reflect(conn, only=tables)
+        for name in tables:
+            for row in conn.execute(sa.select(meta.tables[name])):
+                rows += 1
+                assert not probe.hits(json.dumps([str(v) for v in row]).encode()), name
+        xcoms = conn.execute(sa.text("SELECT count(*) FROM xcom")).scalar_one()
+    engine.dispose()
+    assert rows > 0 and xcoms > 0
