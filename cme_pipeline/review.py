@@ -39,6 +39,9 @@ PACK_SUFFIX = ".cmereview"
 PERSON_FIELDS = tuple(c for c in CANONICAL_PERSON if c != "record_id")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?")
+# Control characters (C0, DEL, C1) and Unicode bidirectional controls: in a terminal, a
+# spreadsheet or a browser they can hide text, reorder a row or rewrite the screen.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,17 @@ class ReviewResult:
 
     confirmed_matches: int  # retained rows deleted beyond recovery
     rejected: int  # rows now `unmatched`, kept for the retention period
+
+
+def visible(value: object) -> object:
+    """Show control and bidirectional-control characters of a text as ``\\uXXXX`` escapes.
+
+    A name is shown to a person exactly as held, except that nothing in it can act on the
+    display (an ANSI escape, a right-to-left override). Non-text values pass through.
+    """
+    if isinstance(value, str) and _INVISIBLE.search(value):
+        return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return value
 
 
 def escape_formula(value: object) -> object:
@@ -161,18 +175,22 @@ def read_pack(settings: Settings, la_code: str, path: Path) -> pd.DataFrame:
 
 
 def render_pack(frame: pd.DataFrame, fmt: str = "csv") -> str:
-    """The pack as CSV (formula-safe) or as an HTML table (every cell escaped)."""
+    """The pack as CSV (formula-safe) or as an HTML table (every cell escaped).
+
+    In both, control and bidirectional-control characters are shown as escapes (``visible``).
+    """
+    shown = frame.map(visible)
     if fmt == "html":
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
-            for row in frame.itertuples(index=False)
+            for row in shown.itertuples(index=False)
         )
         return f"<table>\n<tr>{head}</tr>\n{body}</table>\n"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(frame.columns)
-    writer.writerows(frame.map(escape_formula).itertuples(index=False))
+    writer.writerows(shown.map(escape_formula).itertuples(index=False))
     return buffer.getvalue()
 
 

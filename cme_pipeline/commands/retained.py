@@ -23,7 +23,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print the retained set (to the officer's terminal only; nothing is logged)."""
     from cme_pipeline.commands.review import one_la
     from cme_pipeline.minimise import list_retained
-    from cme_pipeline.review import render_pack
+    from cme_pipeline.review import render_pack, visible
 
     frame = list_retained(settings, one_la(args.la), args.run)
     frame = frame.astype(object).where(frame.notna(), "")
@@ -35,7 +35,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     shown = ["outcome", "retention_expiry", "nhs_number", "forename", "surname", "dob", "sex",
              "address_line1", "postcode", "best_register", "best_probability"]
-    rows = [[str(v) for v in r] for r in frame[shown].itertuples(index=False)]
+    rows = [[str(visible(v)) for v in r] for r in frame[shown].itertuples(index=False)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(shown)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(shown, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
