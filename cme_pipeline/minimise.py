@@ -258,7 +258,10 @@ def _seal(settings: Settings, engine: sa.Engine, la_code: str, delivery_id: str,
                 "delivery_id": delivery_id, "health_record_id": rid, "run_id": run_id,
                 "outcome": rec["outcome"],
                 "best_probability": None if pd.isna(rec["best_probability"]) else float(rec["best_probability"]),
-                "best_register": rec["best_register"], "best_register_record_id": rec["best_register_record_id"],
+                # _value again: pandas may have turned a column of None into NaN, which PostgreSQL
+                # would store in a text column as the string 'NaN'.
+                "best_register": _value(rec["best_register"]),
+                "best_register_record_id": _value(rec["best_register_record_id"]),
                 "retention_expiry": rec["retention_expiry"],
                 "review_id": f"RV-{secrets.token_hex(5).upper()}" if rec["outcome"] == "possible" else None,
                 "key_version": version, "nhs_tag": tagger.tag(str(rec["nhs_number"])),

@@ -103,8 +103,24 @@ class PostgresServer:
         """initdb (trust auth on loopback only) and start the server, waiting until it accepts."""
         self._run("initdb", "-D", str(self.datadir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                   "--no-locale", "--no-sync")
+        self._start()
+
+    def _start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options, "-w", "start")
+
+    def crash_and_restart(self) -> None:
+        """Kill the server as a power cut would (immediate shutdown: no checkpoint, open
+        transactions cut off), then start it again; it recovers from its WAL."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+        self._start()
+
+    def terminate_sessions(self, database: str) -> None:
+        """Cut every connection to ``database`` (as a failover or a network drop would)."""
+        self._admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown)."""
