@@ -1,16 +1,23 @@
-"""`cme run` without Airflow work: nothing waiting, and two runs on one home at once."""
+"""`cme run` and the home lock: nothing waiting, two runs on one home at once, Airflow beside a run."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from cme_pipeline.cli import main
 from cme_pipeline.config import load_settings
+from cme_pipeline.evidence import ledger
 from cme_pipeline.pipeline.lock import HomeBusy, home_lock
+from cme_pipeline.simulate.wales import simulate_to_home
 
 
 def test_nothing_waiting_is_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,7 +37,7 @@ def test_a_second_run_on_the_same_home_refuses_clearly(tmp_path: Path, capsys: p
     finally:
         os.close(fd)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "another cme run is processing" in err[0]
+    assert len(err) == 1 and "another cme run (or cme airflow) is processing" in err[0]
     # The delivery was not touched.
     assert (settings.inbox("W06000015") / "D20261001-W06000015-00000000.cmedelivery").read_bytes() == b"x"
 
@@ -41,3 +48,62 @@ def test_lock_is_released_after_use(tmp_path: Path) -> None:
         pass
     with home_lock(settings):
         pass
+
+
+def test_the_lock_outlives_exec_for_airflow(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={})
+    # What `cme airflow` does before it becomes `airflow standalone` (here: `sleep`).
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os
+        from cme_pipeline.config import load_settings
+        from cme_pipeline.pipeline.lock import lock_home_across_exec
+        lock_home_across_exec(load_settings({str(tmp_path)!r}, environ={{}}))
+        os.execv("/bin/sleep", ["sleep", "60"])
+    """)])
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the child holds the lock (no time limit on the assertion itself)
+            try:
+                with home_lock(settings):
+                    pass
+            except HomeBusy:
+                break
+            assert holder.poll() is None and time.monotonic() < deadline, "the child never took the lock"
+            time.sleep(0.05)
+        assert os.path.basename(os.readlink(f"/proc/{holder.pid}/exe")) == "sleep"  # exec happened
+        with pytest.raises(HomeBusy):
+            with home_lock(settings):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with home_lock(settings):  # released when the program ends
+        pass
+
+
+@pytest.mark.airflow
+def test_two_cme_runs_at_once_process_the_delivery_once(tmp_path: Path) -> None:
+    la = "W06000015"
+    settings = load_settings(tmp_path / "home", environ={})
+    simulate_to_home(settings, [la], children=300, seed=4)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CME_", "AIRFLOW"))}
+    command = [sys.executable, "-m", "cme_pipeline.cli", "--home", str(settings.home), "run", "--la", la]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    done = [(p.wait(), *p.communicate()) for p in runs]
+    codes = sorted(code for code, _, _ in done)
+    # One processed the delivery; the other refused (or, had it started later, found nothing).
+    assert codes in ([0, HomeBusy.exit_code], [0, 0]), [err[-500:] for _, _, err in done]
+    if codes == [0, HomeBusy.exit_code]:
+        refused = next(err for code, _, err in done if code == HomeBusy.exit_code)
+        assert refused.strip().splitlines() == [
+            f"cme run: another cme run (or cme airflow) is processing {settings.home}; try again when it ends"
+        ]
+    else:
+        assert sum("nothing to do" in out for _, out, _ in done) == 1
+    runs_dir = settings.store_dir(la) / "runs"
+    assert len(list(runs_dir.iterdir())) == 1
+    state = json.loads(next(runs_dir.iterdir()).joinpath("state.json").read_text())
+    assert state.get("completed") is True
+    received = [e for e in ledger.read_entries(settings, la) if e["event"] == "delivery_received"]
+    assert len(received) == 1

@@ -24,6 +24,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     airflow = shutil.which("airflow", path=os.path.dirname(sys.executable)) or shutil.which("airflow")
     if airflow is None:
         raise ConfigError("the airflow command is not installed in this environment")
+    from cme_pipeline.pipeline.lock import lock_home_across_exec
+
+    lock_home_across_exec(settings)
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     env = os.environ | airflow_environment(settings)
     sys.stdout.write(

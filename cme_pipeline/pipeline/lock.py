@@ -17,6 +17,19 @@ class HomeBusy(CmeError):
     exit_code = 4
 
 
+def _acquire(settings: Settings) -> int:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.home / ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HomeBusy(
+            f"another cme run (or cme airflow) is processing {settings.home}; try again when it ends"
+        ) from None
+    return fd
+
+
 @contextmanager
 def home_lock(settings: Settings) -> Iterator[None]:
     """Hold the home's run lock for the duration; refuse at once if another run holds it.
@@ -24,13 +37,21 @@ def home_lock(settings: Settings) -> Iterator[None]:
     Args:
         settings: the home to lock.
     """
-    settings.home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.home / ".run.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _acquire(settings)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise HomeBusy(f"another cme run is processing {settings.home}; try again when it ends") from None
         yield
     finally:
         os.close(fd)
+
+
+def lock_home_across_exec(settings: Settings) -> None:
+    """Take the home's run lock and keep it through ``exec`` for the life of the new program.
+
+    ``cme airflow`` becomes Airflow's scheduler, which runs ``cme_matching`` on this home; a
+    ``cme run`` beside it would open the same deliveries, so it must refuse while Airflow runs.
+
+    Args:
+        settings: the home to lock.
+    """
+    fd = _acquire(settings)
+    os.set_inheritable(fd, True)  # the flock belongs to the open file, which exec keeps
