@@ -101,7 +101,7 @@ def simulate_la(
         {
             "nhs_number": pop["nhs_number"],
             "la_code": la_code,
-            "registers": pop["nhs_number"].map(items).fillna(""),
+            "registers": pop["nhs_number"].map(items).astype(object).fillna(""),  # object: items may be empty
             "household_id": pop["household_id"],
             "twin": pop["twin"],
         }
