@@ -7,6 +7,9 @@ This is the one module outside ``dags/`` that imports Airflow, and only inside f
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,3 +91,40 @@ def run_dag(settings: Settings, dag_id: str, conf: dict[str, Any]) -> DagRunResu
         f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()
     }
     return DagRunResult(run_id=dag_run.run_id, state=str(dag_run.state), task_states=states)
+
+
+def console_log(settings: Settings) -> Path:
+    """Where Airflow's own console output goes during an embedded run."""
+    return settings.airflow_home / "logs" / "embedded-console.log"
+
+
+@contextmanager
+def airflow_console_to_file(settings: Settings) -> Iterator[Path]:
+    """Send what Airflow prints while it runs (task logs, a failed task's traceback, warnings) to a file.
+
+    ``dag.test()`` runs tasks in this process and logs them to the console; an analyst should see
+    our progress lines and one line per problem, not Airflow's tracebacks of an expected
+    rejection. Tasks log ids and counts only, so the file holds what the task logs hold.
+
+    Args:
+        settings: the home (the file is under ``airflow/logs/``).
+    """
+    path = console_log(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "ab") as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield path
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        os.close(saved[0])
+        os.close(saved[1])

@@ -54,13 +54,16 @@ def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -
     if not pending:
         sys.stdout.write("no delivery waiting for the chosen LA(s); nothing to do\n")
         return 0
-    say(f"preparing Airflow under {settings.airflow_home}")
-    embedded_airflow.prepare(settings)
+    say(f"preparing Airflow under {settings.airflow_home} (its own output: "
+        f"{embedded_airflow.console_log(settings)})")
+    with embedded_airflow.airflow_console_to_file(settings):
+        embedded_airflow.prepare(settings)
     outcomes: list[LaOutcome] = []
     while pending:
         start = time.monotonic()
         say(f"running cme_matching for {len(pending)} LA(s): {', '.join(pending)}")
-        result = embedded_airflow.run_dag(settings, "cme_matching", conf | {"la_codes": pending})
+        with embedded_airflow.airflow_console_to_file(settings):
+            result = embedded_airflow.run_dag(settings, "cme_matching", conf | {"la_codes": pending})
         for code in pending:
             outcome = la_outcome(settings, code, result.run_id)
             outcomes.append(outcome)
