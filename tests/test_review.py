@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fixtures_minimise import MIN_DELIVERY, MIN_LA, MIN_RUN, MIN_TODAY, MatchedDelivery
 
+from cme_pipeline import evidence, review
 from cme_pipeline import minimise as m
-from cme_pipeline import review
 from cme_pipeline.cli import main
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import envelope
 from cme_pipeline.crypto.keystore import FileKeyStore
 from cme_pipeline.errors import UsageError
+from cme_pipeline.evidence import ledger
 
 
 @pytest.fixture
@@ -107,6 +109,14 @@ def test_apply_deletes_confirmed_matches_and_keeps_rejected_as_unmatched(
     # The confirmed matches' ciphertext is under a destroyed key now (PostgreSQL may keep pages).
     keys = FileKeyStore(reviewable.keys_dir)
     assert not envelope.retained_key_exists(keys, MIN_LA, 1) and envelope.retained_key_exists(keys, MIN_LA, 2)
+    # The decision is in the ledger (counts and the decisions file's hash), checkpointed at once.
+    reviewed = [e for e in ledger.read_entries(reviewable, MIN_LA) if e["event"] == "reviewed"]
+    assert len(reviewed) == 1 and reviewed[0]["run_id"].startswith(evidence.REVIEW_RUN_PREFIX)
+    assert reviewed[0]["facts"]["confirmed_matches_deleted"] == 2
+    assert reviewed[0]["facts"]["rejected_now_unmatched"] == 1
+    assert reviewed[0]["facts"]["decisions_file_sha256"] == hashlib.sha256(decisions.read_bytes()).hexdigest()
+    report = evidence.verify(reviewable, la_codes=[MIN_LA], airflow=False)
+    assert report.ok and not report.notes, (report.problems, report.notes)
     # Applying the same file again: those ids are no longer awaiting review; nothing changes.
     assert _cli(reviewable, "review", "apply", str(decisions), "--la", MIN_LA) == UsageError.exit_code
     assert "decisions row 1: review_id is not a possible match awaiting review" in capsys.readouterr().err
@@ -150,3 +160,12 @@ def test_retained_list_shows_the_officer_every_retained_child(
     assert _cli(reviewable, "retained", "list", "--la", "W06000099") == UsageError.exit_code
     assert _cli(reviewable, "retained", "list", "--la", MIN_LA, "--run", "nope") == 0
     assert capsys.readouterr().out == "no retained children\n"
+
+
+def test_a_review_is_not_taken_for_a_run_airflow_never_had(settings: Settings) -> None:
+    from cme_pipeline.evidence.airflow_history import cross_check
+
+    entries = [{"run_id": f"{evidence.REVIEW_RUN_PREFIX}2026-10-03T10:00:00+00:00", "event": "reviewed"},
+               {"run_id": "manual__2026-10-03", "event": "run_completed"}]
+    problems = cross_check(settings, [], {MIN_LA: entries})
+    assert problems == [f"{MIN_LA} run manual__2026-10-03 in ledger but Airflow has no such run"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import sys
 from pathlib import Path
 
@@ -63,7 +64,17 @@ def run_apply(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.decisions.is_file():
         raise UsageError(f"decisions file {args.decisions.name} does not exist")
-    result = apply_decisions(settings, one_la(args.la), read_decisions(args.decisions), dt.date.today())
+    from cme_pipeline import evidence
+
+    la_code = one_la(args.la)
+    result = apply_decisions(settings, la_code, read_decisions(args.decisions), dt.date.today())
+    # An analyst's action, not an Airflow run: its own run id, recorded and checkpointed at once.
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    evidence.record(settings, la_code, f"{evidence.REVIEW_RUN_PREFIX}{now}", "reviewed", {
+        "confirmed_matches_deleted": result.confirmed_matches, "rejected_now_unmatched": result.rejected,
+        "decisions_file_sha256": hashlib.sha256(args.decisions.read_bytes()).hexdigest(),
+    })
+    evidence.checkpoint(settings, la_code)
     sys.stdout.write(
         f"confirmed matches deleted: {result.confirmed_matches}; rejected, now unmatched: {result.rejected}\n"
     )

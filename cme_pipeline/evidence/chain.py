@@ -14,7 +14,7 @@ from cme_pipeline.evidence.checkpoints import read_checkpoints, signed_payload
 from cme_pipeline.evidence.ledger import entry_hash
 
 # A run's last entry: from here on a checkpoint must cover it (steps checkpoint at once).
-TERMINAL_EVENTS = frozenset({"run_completed", "run_failed", "delivery_rejected"})
+TERMINAL_EVENTS = frozenset({"run_completed", "run_failed", "delivery_rejected", "purged", "reviewed"})
 
 
 @dataclass

@@ -25,6 +25,9 @@ EVENTS = frozenset({
     "matched", "minimised", "key_destroyed", "retained", "retained_validated",
     "run_completed", "run_failed", "purged", "reviewed",
 })
+# Run ids of an analyst's action outside Airflow (applying review decisions): the ledger's
+# cross-check with Airflow's run history does not look for them there.
+REVIEW_RUN_PREFIX = "review__"
 ENTRY_FIELDS = ("seq", "time", "la_code", "run_id", "event", "facts", "code_version", "config_hash", "prev_hash")
 
 # Ten digits standing alone (optionally 3-3-4 with spaces or hyphens): what an NHS number looks

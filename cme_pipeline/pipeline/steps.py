@@ -311,4 +311,5 @@ def purge(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     facts = {"purged_retained": result.retained, "purged_possible": result.possible}
     if run_id and (result.retained or result.possible):
         proof.record(settings, la_code, run_id, "purged", facts)
+        proof.checkpoint(settings, la_code)
     return {"la_code": la_code, **facts}
