@@ -26,5 +26,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         start = time.monotonic()
         for s in simulate_to_home(settings, DEMO_LAS):
             say(f"simulated {s.la_code}: {s.children} children; delivery waiting in its inbox")
-        say(f"simulation took {time.monotonic() - start:.0f}s")
+        say(f"simulation took {time.monotonic() - start:.1f}s")
         return run_waiting(settings, DEMO_LAS, {"academic_year": None})
