@@ -45,7 +45,7 @@ def _task_seconds(engine: sa.Engine) -> tuple[float, float, dict[str, float]]:
                 "SELECT task_id, map_index, duration FROM task_instance "
                 "WHERE dag_id='cme_matching' AND run_id=:r"), {"r": run_id}):
                 tasks += float(duration or 0)
-                if task_id.startswith("per_la."):
+                if task_id.startswith("per_la.") and map_index >= 0:  # -1: the unexpanded abandon
                     per_la[map_index] = per_la.get(map_index, 0.0) + float(duration or 0)
     return wall, tasks, {str(k): v for k, v in sorted(per_la.items())}
 
