@@ -143,7 +143,7 @@ def _probe(home: Path, env: dict[str, str]) -> object:
     return probe
 
 
-def wales(postgres: bool, residue: bool) -> None:
+def wales(postgres: bool, residue: bool, las: str = "all", keep: bool = False) -> None:
     """All 22 LAs at full scale: simulate, then one `cme run --la all`; optionally on a real
     PostgreSQL (LA store and Airflow metadata) and with the no-residue byte scan afterwards."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -164,12 +164,12 @@ def wales(postgres: bool, residue: bool) -> None:
             env["CME_AIRFLOW_DATABASE_URL"] = server.create_database("airflow")
         os.environ.update(env)
         try:
-            sim, done = _timed(["simulate", "--la", "all"], home)
+            sim, done = _timed(["simulate", "--la", las], home)
             if done.returncode != 0:
                 sys.exit(done.stderr)
-            print(f"simulate all 22 LAs: {sim:.1f} s ({'PostgreSQL' if postgres else 'SQLite'})")
+            print(f"simulate {las}: {sim:.1f} s ({'PostgreSQL' if postgres else 'SQLite'})")
             probe = _probe(home, env) if residue else None
-            wall, done = _timed(["run", "--la", "all"], home)
+            wall, done = _timed(["run", "--la", las], home)
             if done.returncode != 0:
                 sys.exit(done.stderr)
             print(done.stdout)
@@ -182,7 +182,7 @@ def wales(postgres: bool, residue: bool) -> None:
             for index, seconds in per_la.items():
                 code = order[int(index)] if int(index) < len(order) else f"#{index}"
                 print(f"  {code}: {seconds:.1f} s in tasks")
-            print(f"cme run --la all: {wall:.1f} s wall (cme_matching {run_wall:.1f} s, our tasks "
+            print(f"cme run --la {las}: {wall:.1f} s wall (cme_matching {run_wall:.1f} s, our tasks "
                   f"{task_total:.1f} s); peak RSS {peak:.0f} MiB (goal < 8 GB); "
                   f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}")
             if probe is not None:
@@ -197,11 +197,21 @@ def wales(postgres: bool, residue: bool) -> None:
                 start = time.perf_counter()
                 hits = scan(roots, probe)  # type: ignore[arg-type]
                 print(f"residue scan: {len(files)} files, {size / 2**20:.0f} MiB, {time.perf_counter() - start:.0f} s: "
-                      f"{len(hits)} file(s) with a hit" + (f" {sorted(hits)}" if hits else ""))
+                      f"{len(hits)} file(s) with a hit")
+                for path, kinds in sorted(hits.items()):
+                    print(f"  hit: {path}: {', '.join(kinds)}")
+                if hits and keep:
+                    if server is not None:
+                        server.stop()
+                        server = None
+                    kept = Path(tempfile.mkdtemp(prefix="cme-residue-"))
+                    shutil.copytree(tmp, kept / "run", symlinks=True)
+                    print(f"  kept for inspection: {kept} (PostgreSQL files stay under the server root)")
         finally:
             if server is not None:
                 server.stop()
-                shutil.rmtree(server.root, ignore_errors=True)
+                if not keep:
+                    shutil.rmtree(server.root, ignore_errors=True)
 
 
 def main() -> None:
@@ -212,11 +222,13 @@ def main() -> None:
     w = sub.add_parser("wales")
     w.add_argument("--postgres", action="store_true", help="LA store and Airflow metadata on a real PostgreSQL")
     w.add_argument("--residue", action="store_true", help="scan every byte the LA side can reach afterwards")
+    w.add_argument("--la", default="all", help="LA codes to run (default all 22)")
+    w.add_argument("--keep", action="store_true", help="keep the home and database files when the scan hits")
     args = parser.parse_args()
     if args.what == "demo":
         demo(args.runs)
     else:
-        wales(args.postgres, args.residue)
+        wales(args.postgres, args.residue, args.la, args.keep)
 
 
 if __name__ == "__main__":

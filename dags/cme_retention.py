@@ -15,6 +15,10 @@ from cme_pipeline.areas import LA_CODES
     start_date=pendulum.datetime(2026, 9, 1, tz="Europe/London"),
     catchup=False,
     max_active_runs=1,
+    # Purging is idempotent, so a task that lost its worker (e.g. a slow start on a busy small
+    # machine) simply runs again; a few LAs at a time keep the embedded SQLite default calm.
+    max_active_tasks=4,
+    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
     tags=["cme"],
     doc_md=__doc__,
 )

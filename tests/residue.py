@@ -15,6 +15,8 @@ import pandas as pd
 
 _NHS = re.compile(rb"(?<![0-9])(999)[ -]?([0-9]{3})[ -]?([0-9]{4})(?![0-9])")
 _DATE = re.compile(rb"(?<![0-9])([0-9]{4}-[0-9]{2}-[0-9]{2})(?![0-9])")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+DIGEST_HEX_CHARS = 32  # the shortest digest we write (SHA-256/HMAC hex is 64)
 WINDOW = 256  # bytes either side of a date in which a surname and postcode count as "next to" it
 
 
@@ -59,7 +61,7 @@ class Probe:
         """Kinds of hit in ``data`` (no values: the test output must not leak either)."""
         found = []
         for m in _NHS.finditer(data):
-            if b"".join(m.groups()) in self.nhs_numbers:
+            if b"".join(m.groups()) in self.nhs_numbers and not _inside_digest(data, m.start(), m.end()):
                 found.append("nhs_number")
                 break
         if self.people_by_dob:
@@ -72,6 +74,21 @@ class Probe:
                         found.append("name+dob+postcode")
                         break
         return found
+
+
+def _inside_digest(data: bytes, start: int, end: int) -> bool:
+    """Whether ``data[start:end]`` lies inside a long run of hex digits (an HMAC tag or a hash).
+
+    Ten decimal digits occur by chance in hex digests: with 440,000 keyed NHS-number tags of 64
+    hex characters and 440,000 NHS numbers to look for, about ten tags contain one of the numbers
+    somewhere (seen at all-Wales scale). Such a run is a digest, not a stored number.
+    """
+    left, right = start, end
+    while left > 0 and data[left - 1] in _HEX:
+        left -= 1
+    while right < len(data) and data[right] in _HEX:
+        right += 1
+    return right - left >= DIGEST_HEX_CHARS
 
 
 def scan(roots: Iterable[Path], probe: Probe) -> dict[str, list[str]]:

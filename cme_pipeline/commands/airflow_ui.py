@@ -29,6 +29,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     lock_home_across_exec(settings)
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     env = os.environ | airflow_environment(settings)
+    # The embedded default is one small machine on SQLite: 32 task processes at once (Airflow's
+    # default) starve its own API server. An operator's setting still wins.
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(2 * (os.cpu_count() or 1)))
+    # standalone starts its parts as `airflow …` subprocesses found on PATH: put ours first.
+    env["PATH"] = os.pathsep.join([os.path.dirname(airflow), env.get("PATH", "")])
     sys.stdout.write(
         f"Starting Airflow on {settings.airflow_home}; the UI is at http://localhost:8080 "
         f"(admin password in {settings.airflow_home / 'simple_auth_manager_passwords.json.generated'})\n"
