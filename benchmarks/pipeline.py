@@ -110,36 +110,31 @@ def _plan_order(engine: sa.Engine) -> list[str]:
     return [str(c) for c in codes] if isinstance(codes, list) else []
 
 
-def _probe(home: Path, env: dict[str, str]) -> object:
+def _probe(home: Path, env: dict[str, str], la_side: list[Path]) -> object:
     """What the residue scan looks for: every NHS number delivered, and name + dob + postcode of
-    every child on no register whom no register holds (read partner-side, before the run)."""
+    every child on no register, less those the LA side's files already show side by side (its
+    own registers), read partner-side before the run."""
     import pandas as pd
     from residue import Probe
 
     from cme_pipeline.config import load_settings
     from cme_pipeline.crypto import FileKeyStore, open_delivery
     from cme_pipeline.quality.extract_csv import parse_extract
-    from cme_pipeline.store import load_registers, open_la_store
 
     settings = load_settings(home, environ={k: v for k, v in env.items() if k.startswith("CME_")})
     keys = FileKeyStore(settings.keys_dir)
-    extracts, newly_held = [], []
+    extracts, unregistered = [], []
     for truth_file in sorted((settings.partner_dir / "truth").glob("W*[0-9].csv")):
         la = truth_file.stem
         path = next(settings.inbox(la).glob("*.cmedelivery"))
         extract = parse_extract(open_delivery(keys, path.read_bytes(), la_code=la)[1])
         truth = pd.read_csv(truth_file, dtype=str, keep_default_na=False)
-        engine = open_la_store(settings, la)
-        held = {(str(s).lower(), str(d), str(p).lower()) for f in load_registers(engine, la).values()
-                for s, d, p in zip(f["surname"], f["dob"], f["postcode"], strict=True)}
-        engine.dispose()
-        unregistered = extract[extract["nhs_number"].isin(set(truth.loc[truth["registers"] == "", "nhs_number"]))]
-        keep = [(str(s).lower(), str(d), str(p).lower()) not in held
-                for s, d, p in zip(unregistered["surname"], unregistered["dob"], unregistered["postcode"], strict=True)]
+        unregistered.append(extract[extract["nhs_number"].isin(set(truth.loc[truth["registers"] == "", "nhs_number"]))])
         extracts.append(extract)
-        newly_held.append(unregistered[keep])
-    probe = Probe.from_extract(pd.concat(extracts), pd.concat(newly_held))
-    print(f"residue probe: {len(probe.nhs_numbers)} NHS numbers, {probe.people} children on no register")
+    everyone = Probe.from_extract(pd.concat(extracts), pd.concat(unregistered))
+    probe = everyone.without_people_already_held(la_side)
+    print(f"residue probe: {len(probe.nhs_numbers)} NHS numbers, {probe.people} of {everyone.people} "
+          f"children on no register (the rest the registers already show side by side)")
     return probe
 
 
@@ -168,7 +163,11 @@ def wales(postgres: bool, residue: bool, las: str = "all", keep: bool = False) -
             if done.returncode != 0:
                 sys.exit(done.stderr)
             print(f"simulate {las}: {sim:.1f} s ({'PostgreSQL' if postgres else 'SQLite'})")
-            probe = _probe(home, env) if residue else None
+            la_side = [p for p in home.iterdir() if p.name != "partner"] + [scratch]
+            la_side += [server.datadir, server.logfile] if server else []
+            if residue and server is not None:
+                server.checkpoint()
+            probe = _probe(home, env, la_side) if residue else None
             wall, done = _timed(["run", "--la", las], home)
             if done.returncode != 0:
                 sys.exit(done.stderr)
@@ -190,7 +189,7 @@ def wales(postgres: bool, residue: bool, las: str = "all", keep: bool = False) -
 
                 if server is not None:
                     server.checkpoint()
-                roots = [p for p in home.iterdir() if p.name != "partner"] + [scratch]
+                roots = [p for p in home.iterdir() if p.name != "partner"] + [scratch]  # airflow/ is new
                 roots += [server.datadir, server.logfile] if server else []
                 files = [f for r in roots for f in ([r] if r.is_file() else r.rglob("*")) if f.is_file()]
                 size = sum(f.stat().st_size for f in files)

@@ -30,7 +30,6 @@ from cme_pipeline.crypto import FileKeyStore, open_delivery
 from cme_pipeline.evidence import ledger
 from cme_pipeline.pipeline.runs import RunPaths, read_state
 from cme_pipeline.quality.extract_csv import parse_extract
-from cme_pipeline.store import load_registers, open_la_store
 
 GOOD, BAD = "W06000015", "W06000001"  # Cardiff, Isle of Anglesey
 CHILDREN = 3000
@@ -46,6 +45,7 @@ class Finished:
     extracts: dict[str, pd.DataFrame]
     truth: dict[str, pd.DataFrame]
     scan_roots: list[Path]
+    probe: Probe  # the run's NHS numbers; children on no register the LA side did not already show
     server: PostgresServer | None
 
 
@@ -87,6 +87,16 @@ def finished(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             la: pd.read_csv(settings.partner_dir / "truth" / f"{la}.csv", dtype=str, keep_default_na=False)
             for la in (GOOD, BAD)
         }
+        # What the scan looks for, less the children the LA's own registers already show side
+        # by side (a registered twin's entry, a namesake in the next row): taken before the run.
+        extract = pd.concat(extracts.values(), ignore_index=True)
+        every_truth = pd.concat(truth.values(), ignore_index=True)
+        unregistered = extract[extract["nhs_number"].isin(set(every_truth.loc[every_truth["registers"] == "", "nhs_number"]))]
+        if server is not None:
+            server.checkpoint()
+        la_side = [p for p in home.iterdir() if p.name != "partner"] + [tmp]
+        la_side += [server.datadir, server.logfile] if server else []
+        probe = Probe.from_extract(extract, unregistered).without_people_already_held(la_side)
         bad = next(settings.inbox(BAD).glob("*.cmedelivery"))
         blob = bytearray(bad.read_bytes())
         blob[-10] ^= 0xFF  # one flipped bit of ciphertext: the delivery must be refused whole
@@ -98,7 +108,7 @@ def finished(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         if server is not None:
             server.checkpoint()
         roots = [home, tmp] + ([server.datadir, server.logfile] if server else [])
-        yield Finished(settings, done, run_id, extracts, truth, roots, server)
+        yield Finished(settings, done, run_id, extracts, truth, roots, probe, server)
     finally:
         if server is not None:
             server.stop()
@@ -158,35 +168,17 @@ def test_evidence_verifies_and_records_the_rejection(finished: Finished) -> None
 
 
 def test_no_personal_data_anywhere_the_la_side_can_reach(finished: Finished) -> None:
-    settings = finished.settings
-    extract = pd.concat(finished.extracts.values(), ignore_index=True)
-    truth = pd.concat(finished.truth.values(), ignore_index=True)
-    unregistered = extract[extract["nhs_number"].isin(set(truth.loc[truth["registers"] == "", "nhs_number"]))]
-    # A registered child's own register entry is the LA's data, not what this scan is about;
-    # nor is a child whose name, dob and postcode a register happens to hold (e.g. a twin's).
-    on_registers: set[tuple[str, str, str]] = set()
-    for la in (GOOD, BAD):
-        engine = open_la_store(settings, la)
-        for frame in load_registers(engine, la).values():
-            on_registers |= {
-                (str(s).lower(), str(d), str(p).lower())
-                for s, d, p in zip(frame["surname"], frame["dob"], frame["postcode"], strict=True)
-            }
-        engine.dispose()
-    assert on_registers, "the registers were not read"
-    newly_held = unregistered[[
-        (str(s).lower(), str(d), str(p).lower()) not in on_registers
-        for s, d, p in zip(unregistered["surname"], unregistered["dob"], unregistered["postcode"], strict=True)
-    ]]
-    assert len(newly_held) >= 50, "too few children on no register to make the scan meaningful"
-    probe = Probe.from_extract(extract, newly_held)
+    settings, probe = finished.settings, finished.probe
+    assert probe.people >= 50, "too few children on no register to make the scan meaningful"
     roots = [r for r in finished.scan_roots if r != settings.partner_dir]
     hits = {path: kinds for path, kinds in scan(roots, probe).items()
             if not Path(path).is_relative_to(settings.partner_dir)}
     assert hits == {}
     # The scanner can see a plaintext value where one is.
+    extract = pd.concat(finished.extracts.values(), ignore_index=True)
+    dob, people = next(iter(probe.people_by_dob.items()))
+    child = extract[(extract["dob"] == dob.decode()) & (extract["surname"].str.lower() == people[0][0].decode())].iloc[0]
     planted = settings.home / "planted.txt"
-    child = newly_held.iloc[0]
     planted.write_text(f"{extract['nhs_number'].iloc[0]}\n{child['surname']},{child['dob']},{child['postcode']}\n")
     try:
         assert scan([settings.home], probe).get(str(planted)) == ["nhs_number", "name+dob+postcode"]

@@ -38,3 +38,18 @@ def test_an_empty_sample_or_an_empty_tree_proves_nothing(tmp_path: Path) -> None
         Probe(set())
     with pytest.raises(AssertionError):
         scan([tmp_path], Probe({NUMBER.encode()}))
+
+
+def test_children_the_registers_already_show_are_left_out_of_the_sample(tmp_path: Path) -> None:
+    people = pd.DataFrame({"surname": ["Jones", "Przybylski"], "dob": ["2015-03-04", "2016-07-08"],
+                           "postcode": ["CF10 1AA", "CF5 2BB"]})
+    probe = Probe.from_extract(pd.DataFrame({"nhs_number": [NUMBER]}), people)
+    store = tmp_path / "store"
+    store.mkdir()
+    # A register row of a registered twin: the LA's own data, already side by side.
+    (store / "registers.db").write_bytes(b"\x00AledJones2015-03-04M1 Heol Fawr, CaerdyddCF10 1AA\x00")
+    sample = probe.without_people_already_held([store])
+    assert (probe.people, sample.people) == (2, 1)
+    assert sample.hits(b"Jones,2015-03-04,CF10 1AA") == []
+    assert sample.hits(b"Przybylski,2016-07-08,CF5 2BB") == ["name+dob+postcode"]
+    assert sample.nhs_numbers == probe.nhs_numbers
