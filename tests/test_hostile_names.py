@@ -10,6 +10,7 @@ act on a terminal, spreadsheet or browser, and never reach the DPO report at all
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -139,6 +140,6 @@ def test_the_review_pack_defuses_formulas_script_and_bidi(
 
 def test_the_dpo_report_holds_no_name_at_all(hostile_run: HostileRun) -> None:
     state = read_state(RunPaths(hostile_run.settings, LA, RUN))
-    html = open(state["report"], encoding="utf-8").read()
+    html = Path(state["report"]).read_text(encoding="utf-8")
     assert str(state["received"]) in html
     assert not [piece for piece in NEVER_IN_REPORT if piece in html]
