@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/pipeline.py wales [--postgres] [--residue]
 
 Each run uses a fresh home in a fresh process. Wall time is the command's; peak RSS is the
-largest child process's (``RUSAGE_CHILDREN``). "Airflow's share" is the run's wall time minus
-the time spent inside our task functions (task instance durations from Airflow's own metadata
-DB, which include a little of Airflow's per-task work, so the share is if anything understated).
+largest child process's (``RUSAGE_CHILDREN``). "Airflow's share" of the demo is its wall time
+minus the simulation and the time inside our task functions (task instance durations from
+Airflow's own metadata DB, which include a little of Airflow's per-task work, so the share is if
+anything understated).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -138,6 +140,13 @@ def _probe(home: Path, env: dict[str, str], la_side: list[Path]) -> object:
     return probe
 
 
+def _la_side(home: Path, scratch: Path, server: Any) -> list[Path]:
+    """Everything the LA side can reach: the home but the partner's part, the run's TMPDIR and,
+    on PostgreSQL, the cluster's files and server log."""
+    roots = [p for p in home.iterdir() if p.name != "partner"] + [scratch]
+    return roots + ([server.datadir, server.logfile] if server is not None else [])
+
+
 def wales(postgres: bool, residue: bool, las: str = "all", keep: bool = False) -> None:
     """All 22 LAs at full scale: simulate, then one `cme run --la all`; optionally on a real
     PostgreSQL (LA store and Airflow metadata) and with the no-residue byte scan afterwards."""
@@ -163,11 +172,9 @@ def wales(postgres: bool, residue: bool, las: str = "all", keep: bool = False) -
             if done.returncode != 0:
                 sys.exit(done.stderr)
             print(f"simulate {las}: {sim:.1f} s ({'PostgreSQL' if postgres else 'SQLite'})")
-            la_side = [p for p in home.iterdir() if p.name != "partner"] + [scratch]
-            la_side += [server.datadir, server.logfile] if server else []
             if residue and server is not None:
                 server.checkpoint()
-            probe = _probe(home, env, la_side) if residue else None
+            probe = _probe(home, env, _la_side(home, scratch, server)) if residue else None
             wall, done = _timed(["run", "--la", las], home)
             if done.returncode != 0:
                 sys.exit(done.stderr)
@@ -189,8 +196,7 @@ def wales(postgres: bool, residue: bool, las: str = "all", keep: bool = False) -
 
                 if server is not None:
                     server.checkpoint()
-                roots = [p for p in home.iterdir() if p.name != "partner"] + [scratch]  # airflow/ is new
-                roots += [server.datadir, server.logfile] if server else []
+                roots = _la_side(home, scratch, server)  # again: the run added airflow/
                 files = [f for r in roots for f in ([r] if r.is_file() else r.rglob("*")) if f.is_file()]
                 size = sum(f.stat().st_size for f in files)
                 start = time.perf_counter()

@@ -230,11 +230,15 @@ def _retained_frame(
     frame = staged.loc[list(keep.index), list(RETAINED_HEALTH_FIELDS)].copy()
     frame["outcome"] = keep["outcome"].to_numpy()
     frame["best_probability"] = pd.to_numeric(keep["probability"], errors="coerce").to_numpy()
-    frame["best_register"] = [_value(v) or None for v in keep["register"]]
+    # object, not pandas' inferred str dtype: a missing register must stay None (str stores NaN,
+    # which PostgreSQL would write into a text column as the string 'NaN').
+    frame["best_register"] = pd.Series([_value(v) or None for v in keep["register"]], index=frame.index, dtype=object)
     frame["run_id"] = run_id
     review = today + dt.timedelta(days=settings.review_days)
     frame["retention_expiry"] = [review if o == "possible" else settings.retention_expiry(today) for o in frame["outcome"]]
-    frame["best_register_record_id"] = [_value(v) or None for v in keep["register_record_id"]]
+    frame["best_register_record_id"] = pd.Series(
+        [_value(v) or None for v in keep["register_record_id"]], index=frame.index, dtype=object
+    )
     return frame
 
 
@@ -258,10 +262,7 @@ def _seal(settings: Settings, engine: sa.Engine, la_code: str, delivery_id: str,
                 "delivery_id": delivery_id, "health_record_id": rid, "run_id": run_id,
                 "outcome": rec["outcome"],
                 "best_probability": None if pd.isna(rec["best_probability"]) else float(rec["best_probability"]),
-                # _value again: pandas may have turned a column of None into NaN, which PostgreSQL
-                # would store in a text column as the string 'NaN'.
-                "best_register": _value(rec["best_register"]),
-                "best_register_record_id": _value(rec["best_register_record_id"]),
+                "best_register": rec["best_register"], "best_register_record_id": rec["best_register_record_id"],
                 "retention_expiry": rec["retention_expiry"],
                 "review_id": f"RV-{secrets.token_hex(5).upper()}" if rec["outcome"] == "possible" else None,
                 "key_version": version, "nhs_tag": tagger.tag(str(rec["nhs_number"])),

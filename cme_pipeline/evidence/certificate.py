@@ -18,7 +18,7 @@ from cme_pipeline.config import Settings
 from cme_pipeline.crypto import FileKeyStore, signing
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import files
-from cme_pipeline.evidence.ledger import check_facts, head
+from cme_pipeline.evidence.ledger import check_facts, tip
 
 FORMAT = "cme-deletion-certificate/1"
 
@@ -93,8 +93,7 @@ def issue_certificate(settings: Settings, la_code: str, run_id: str, facts: Cert
             if existing.get("facts") == stated and existing.get("run_id") == run_id:
                 return path
             raise CmeError(f"{la_code} run {run_id}: a certificate with different figures exists; not replacing it")
-        lines = files.read_lines(files.ledger_file(settings, la_code))
-        last = head(lines)
+        size, head_hash = tip(files.read_lines(files.ledger_file(settings, la_code)))
         keys = FileKeyStore(settings.keys_dir)
         body: dict[str, Any] = {
             "format": FORMAT,
@@ -103,8 +102,8 @@ def issue_certificate(settings: Settings, la_code: str, run_id: str, facts: Cert
             "issued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "facts": stated,
             "matched": facts.matched,
-            "ledger_size": len(lines),
-            "ledger_head_hash": str(last["hash"]) if last else files.GENESIS_HASH,
+            "ledger_size": size,
+            "ledger_head_hash": head_hash,
             "key_id": signing.ensure_evidence_key(keys, la_code),
         }
         _, body["signature"] = signing.sign(keys, la_code, signed_payload(body))

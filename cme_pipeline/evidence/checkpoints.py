@@ -14,7 +14,7 @@ from typing import Any
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import FileKeyStore, signing
 from cme_pipeline.evidence import files
-from cme_pipeline.evidence.ledger import head
+from cme_pipeline.evidence.ledger import tip
 
 SIGNED_FIELDS = ("n", "la_code", "size", "head_hash", "time", "key_id")
 
@@ -49,10 +49,7 @@ def checkpoint(settings: Settings, la_code: str) -> None:
         la_code: the LA whose ledger it is.
     """
     with files.locked(settings, la_code):
-        lines = files.read_lines(files.ledger_file(settings, la_code))
-        last = head(lines)
-        size = len(lines)
-        head_hash = str(last["hash"]) if last else files.GENESIS_HASH
+        size, head_hash = tip(files.read_lines(files.ledger_file(settings, la_code)))
         existing = read_checkpoints(settings, la_code)
         if existing and existing[-1].get("size") == size and existing[-1].get("head_hash") == head_hash:
             return

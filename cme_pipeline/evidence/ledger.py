@@ -119,6 +119,12 @@ def head(lines: list[bytes]) -> dict[str, Any] | None:
     return last
 
 
+def tip(lines: list[bytes]) -> tuple[int, str]:
+    """(size, head hash) of a ledger given as lines: what checkpoints and certificates sign."""
+    last = head(lines)
+    return len(lines), str(last["hash"]) if last else files.GENESIS_HASH
+
+
 def run_entries(settings: Settings, la_code: str, run_id: str) -> list[dict[str, Any]]:
     """The entries of one run, in ledger order.
 
