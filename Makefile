@@ -40,4 +40,4 @@ airflow: $(SYNCED)
 	$(VENV)/bin/cme airflow
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var var.keys .mypy_cache .ruff_cache .pytest_cache

@@ -24,6 +24,7 @@ from fixtures_evidence import write_run  # noqa: E402  (the tests' faithful copy
 
 from cme_pipeline import evidence as proof  # noqa: E402
 from cme_pipeline.config import load_settings  # noqa: E402
+from cme_pipeline.home import open_home
 
 
 def _one(runs: int) -> tuple[float, float, float, int]:
@@ -37,7 +38,7 @@ def _one(runs: int) -> tuple[float, float, float, int]:
         write_run(settings, "manual__next", report=True)
         one_run = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report = proof.verify(settings, airflow=False)
+        report = proof.verify(settings, open_home(settings).keys, airflow=False)
         verify = time.perf_counter() - t0
         assert report.ok, report.problems[:3]
         return build / runs, one_run, verify, report.entries

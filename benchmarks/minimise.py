@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cme_pipeline import minimise as m
 from cme_pipeline.config import load_settings
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise as m
 from cme_pipeline.matching.convert import health_row_ids
 from cme_pipeline.schemas import HEALTH_EXTRACT, MATCH_OUTCOME
 
@@ -50,18 +51,18 @@ def _one(extract: pd.DataFrame, outcomes: pd.DataFrame, database_url: str | None
     with tempfile.TemporaryDirectory() as tmp:
         env = {"CME_DATABASE_URL": database_url} if database_url else {}
         settings = load_settings(Path(tmp) / "home", environ=env)
-        m.discard_delivery(settings, LA, DELIVERY)  # a shared PostgreSQL database: start clean
+        m.discard_delivery(open_home(settings), LA, DELIVERY)  # a shared PostgreSQL database: start clean
         for step, call in (
-            ("stage", lambda: m.stage_delivery(settings, LA, DELIVERY, extract)),
-            ("load_staged", lambda: m.load_staged(settings, LA, DELIVERY)),
-            ("minimise", lambda: m.minimise(settings, LA, DELIVERY, "bench", outcomes)),
-            ("list_retained", lambda: m.list_retained(settings, LA)),
-            ("rotate", lambda: m.rotate_retained_key(settings, LA)),
+            ("stage", lambda: m.stage_delivery(open_home(settings), LA, DELIVERY, extract)),
+            ("load_staged", lambda: m.load_staged(open_home(settings), LA, DELIVERY)),
+            ("minimise", lambda: m.minimise(open_home(settings), LA, DELIVERY, "bench", outcomes)),
+            ("list_retained", lambda: m.list_retained(open_home(settings), LA)),
+            ("rotate", lambda: m.rotate_retained_key(open_home(settings), LA)),
         ):
             t0 = time.perf_counter()
             call()
             times[step] = time.perf_counter() - t0
-        m.discard_delivery(settings, LA, DELIVERY)
+        m.discard_delivery(open_home(settings), LA, DELIVERY)
     return times
 
 

@@ -120,11 +120,12 @@ def _probe(home: Path, env: dict[str, str], la_side: list[Path]) -> object:
     from residue import Probe
 
     from cme_pipeline.config import load_settings
-    from cme_pipeline.crypto import FileKeyStore, open_delivery
+    from cme_pipeline.crypto import open_delivery
+    from cme_pipeline.home import open_home
     from cme_pipeline.quality.extract_csv import parse_extract
 
     settings = load_settings(home, environ={k: v for k, v in env.items() if k.startswith("CME_")})
-    keys = FileKeyStore(settings.keys_dir)
+    keys = open_home(settings).keys
     extracts, unregistered = [], []
     for truth_file in sorted((settings.partner_dir / "truth").glob("W*[0-9].csv")):
         la = truth_file.stem

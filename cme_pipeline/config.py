@@ -2,8 +2,10 @@
 
 ``CME_HOME`` (default ``./var``) holds everything; ``CME_DATABASE_URL`` points the LA store at
 PostgreSQL (default: one SQLite file per LA under the home); ``CME_AIRFLOW_DATABASE_URL`` points
-Airflow's metadata database at PostgreSQL (default: SQLite under the home's ``airflow/``).
-Other modules take a ``Settings``.
+Airflow's metadata database at PostgreSQL (default: SQLite under the home's ``airflow/``);
+``CME_KEYSTORE`` says where keys live (DESIGN.md §9; default ``file:<home>.keys``, a sibling of the
+home and never inside it, so a backup of the home cannot bring back a destroyed key).
+Other modules take a ``Settings``; ``home.py`` turns it into services.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DEFAULT_RETENTION_DAYS = 90
 DEFAULT_REVIEW_DAYS = 14
 DEFAULT_MATCH_THRESHOLD = 0.95
 DEFAULT_POSSIBLE_THRESHOLD = 0.50
+KEYSTORE_SCHEMES = ("file:", "pkcs11:")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Settings:
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD
     retention_days: int = DEFAULT_RETENTION_DAYS
     review_days: int = DEFAULT_REVIEW_DAYS
+    keystore: str = ""  # CME_KEYSTORE; "" means the default, ``file:<home>.keys``
 
     # -- layout (DESIGN.md §7) -------------------------------------------------------------
     @property
@@ -45,9 +49,9 @@ class Settings:
         return self.home / "partner"
 
     @property
-    def keys_dir(self) -> Path:
-        """The LA's key store (embedded default)."""
-        return self.home / "keys"
+    def keystore_uri(self) -> str:
+        """Where keys live: ``file:/dir`` or an RFC 7512 ``pkcs11:`` URI (DESIGN.md §9)."""
+        return self.keystore or f"file:{self.home.parent / (self.home.name + '.keys')}"
 
     @property
     def airflow_home(self) -> Path:
@@ -116,8 +120,17 @@ def load_settings(
     for name, url in urls.items():
         if url is not None and not url.startswith(("sqlite", "postgresql")):
             raise ConfigError(f"{name} must be a sqlite:// or postgresql:// URL")
+    keystore = env.get("CME_KEYSTORE") or ""
+    if keystore and not keystore.startswith(KEYSTORE_SCHEMES):
+        raise ConfigError("CME_KEYSTORE must be a file:/path or a pkcs11: URI")
+    if keystore.startswith("file:"):
+        keys_dir = Path(keystore.removeprefix("file:")).expanduser().resolve()
+        if keys_dir == home_path or home_path in keys_dir.parents:
+            raise ConfigError("CME_KEYSTORE must not be inside CME_HOME: a backup of the home would keep the keys")
+        keystore = f"file:{keys_dir}"
     return Settings(
         home=home_path,
         database_url=urls["CME_DATABASE_URL"],
         airflow_database_url=urls["CME_AIRFLOW_DATABASE_URL"],
+        keystore=keystore,
     )

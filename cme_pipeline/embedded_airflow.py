@@ -36,6 +36,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.airflow_home / "logs"),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "CME_HOME": str(settings.home),
+        # Tasks (in-process, or a worker Airflow starts) must find the same keys as this command.
+        "CME_KEYSTORE": settings.keystore_uri,
     }
     if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg://"):
         # Airflow derives its async URL by swapping in asyncpg; psycopg 3 does both, one driver.

@@ -1,45 +1,55 @@
 """cme_matching: match each LA's waiting NHS delivery against its education registers.
 
-Wiring only; every step is a function in ``cme_pipeline.pipeline.steps``. One mapped task group
-per LA with a waiting delivery (mapping is over LA codes, never over records). Tasks hand each
-other ids and counts only.
+Wiring only; every step is a function in ``cme_pipeline.pipeline.steps``, referenced directly, so
+a renamed step fails when this file is parsed, not in a run. One mapped task group per LA with a
+waiting delivery (mapping is over LA codes, never over records). Tasks hand each other ids and
+counts only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pendulum
-from airflow.sdk import Asset, AssetOrTimeSchedule, Param, chain, dag, task, task_group
-from airflow.timetables.trigger import CronTriggerTimetable
-
-from cme_pipeline.areas import LA_CODES
-from cme_pipeline.pipeline import DELIVERY_ASSET_NAME, DELIVERY_ASSET_URI
-
-DELIVERY = Asset(name=DELIVERY_ASSET_NAME, uri=DELIVERY_ASSET_URI)
-STEPS = (
-    ("open_delivery", "Verify the signature, decrypt in memory, validate (GX) and stage encrypted."),
-    ("check_registers", "Load the LA's education registers and validate them (GX)."),
-    ("match", "Match every health record against every register (rapidfuzz, Fellegi-Sunter)."),
-    ("minimise", "Delete matched children's health data (crypto-shredding); retain only the rest."),
-    ("check_retained", "Prove the retained set holds only what it may (GX) and counts reconcile."),
-    ("evidence", "Signed deletion certificate, DPO report, ledger checkpoint; shred the delivery."),
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    TriggerRule,
+    chain,
+    dag,
+    task,
+    task_group,
 )
 
+from cme_pipeline.areas import LA_CODES
+from cme_pipeline.pipeline import DELIVERY_ASSET_NAME, DELIVERY_ASSET_URI, steps
 
-def _step_task(name: str, doc: str):  # type: ignore[no-untyped-def]
+DELIVERY = Asset(name=DELIVERY_ASSET_NAME, uri=DELIVERY_ASSET_URI)
+DOCS = {
+    steps.open_delivery: "Verify the signature, decrypt in memory, validate (GX) and stage encrypted.",
+    steps.check_registers: "Load the LA's education registers and validate them (GX).",
+    steps.match: "Match every health record against every register (rapidfuzz, Fellegi-Sunter).",
+    steps.minimise: "Delete matched children's health data (crypto-shredding); retain only the rest.",
+    steps.check_retained: "Prove the retained set holds only what it may (GX) and counts reconcile.",
+    steps.evidence: "Signed deletion certificate, DPO report, ledger checkpoint; shred the delivery.",
+}
+
+
+def _step_task(step: Callable[..., dict[str, object]]):  # type: ignore[no-untyped-def]
     """A task that runs one library step for one LA; a rejected delivery fails without retries."""
 
-    @task(task_id=name, doc_md=doc)
+    @task(task_id=step.__name__, doc_md=DOCS[step])
     def run(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> dict[str, object]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from cme_pipeline.errors import DeliveryRejected
-        from cme_pipeline.pipeline import steps
 
         try:
-            result: dict[str, object] = getattr(steps, name)(la_code, run_id, params)
+            return step(la_code, run_id, params)
         except DeliveryRejected as exc:  # the message names check, field and rows, never values
             raise AirflowFailException(str(exc)) from None
-        return result
 
     return run
 
@@ -70,24 +80,19 @@ def _step_task(name: str, doc: str):  # type: ignore[no-untyped-def]
 def cme_matching() -> None:
     @task(doc_md="Which of the requested LAs have a delivery waiting in their inbox.")
     def plan(params: dict[str, object] | None = None) -> list[str]:
-        from cme_pipeline.pipeline import steps
+        return steps.plan(params or {})
 
-        assert params is not None
-        return steps.plan(params)
-
-    @task(trigger_rule="one_failed", retries=0,
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0,
           doc_md="If any step failed: discard everything staged for this run, record why, "
                  "and fail so the run shows as failed. The delivery stays encrypted.")
     def abandon(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from cme_pipeline.pipeline import steps
-
         raise AirflowFailException(steps.abandon(la_code, run_id, params)["message"])
 
     @task_group
     def per_la(la_code: str) -> None:
-        tasks = [_step_task(name, doc)(la_code) for name, doc in STEPS]
+        tasks = [_step_task(step)(la_code) for step in steps.MATCHING_STEPS]
         chain(*tasks)
         tasks >> abandon(la_code)
 

@@ -7,6 +7,7 @@ import pendulum
 from airflow.sdk import dag, task
 
 from cme_pipeline.areas import LA_CODES
+from cme_pipeline.pipeline import steps
 
 
 @dag(
@@ -25,8 +26,6 @@ from cme_pipeline.areas import LA_CODES
 def cme_retention() -> None:
     @task(doc_md="Purge one LA's expired retained and review records; record counts in the ledger.")
     def purge(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> dict[str, object]:
-        from cme_pipeline.pipeline import steps
-
         return steps.purge(la_code, run_id, params)
 
     purge.expand(la_code=list(LA_CODES))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cme_pipeline.config import Settings, load_settings
+from cme_pipeline.home import close_homes
 
 # One line per fixtures module; helpers add theirs here.
 pytest_plugins: list[str] = ["fixtures_quality", "fixtures_matching", "postgres_server", "fixtures_evidence", "fixtures_minimise"]
@@ -16,3 +18,10 @@ pytest_plugins: list[str] = ["fixtures_quality", "fixtures_matching", "postgres_
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh home under the test's temporary directory, SQLite store."""
     return load_settings(tmp_path / "home", environ={})
+
+
+@pytest.fixture(autouse=True)
+def _close_homes() -> Iterator[None]:
+    """Each test's homes are wired afresh: engines opened by one test never leak into the next."""
+    yield
+    close_homes()

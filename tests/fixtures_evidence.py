@@ -13,6 +13,7 @@ import pytest
 
 from cme_pipeline import evidence as proof
 from cme_pipeline.config import Settings
+from cme_pipeline.home import open_home
 
 LA = "W06000015"
 BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
@@ -67,11 +68,11 @@ def write_run(
     proof.record(settings, la_code, run_id, "retained", {"retained": f.retained, "retention_expiry": "2026-12-31"})
     proof.record(settings, la_code, run_id, "retained_validated",
                  {"suite": "retained", "subject": "retained", "success": True, "rows_checked": f.retained})
-    certificate = proof.issue_certificate(settings, la_code, run_id, certificate_facts(delivery_id, sha, f))
+    certificate = proof.issue_certificate(settings, open_home(settings).keys, la_code, run_id, certificate_facts(delivery_id, sha, f))
     proof.record(settings, la_code, run_id, "run_completed", {"certificate": certificate.name})
     if report:
-        proof.render_report(settings, la_code, run_id)
-    proof.checkpoint(settings, la_code)
+        proof.render_report(settings, open_home(settings).keys, la_code, run_id)
+    proof.checkpoint(settings, open_home(settings).keys, la_code)
     return certificate
 
 

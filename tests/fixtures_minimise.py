@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cme_pipeline.config import Settings, load_settings
+from cme_pipeline.home import open_home
 from cme_pipeline.schemas import HEALTH_EXTRACT
 
 MIN_LA = "W06000015"  # Cardiff
@@ -72,14 +73,14 @@ def home_settings(root: Path, database_url: str | None = None) -> Settings:
 @pytest.fixture
 def staged_home(settings: Settings, matched_delivery: MatchedDelivery) -> Settings:
     """A home with the registers loaded and the delivery staged (not yet minimised)."""
-    from cme_pipeline.minimise import stage_delivery
-    from cme_pipeline.store import open_la_store, replace_register
+    from cme_pipeline.la.minimise import stage_delivery
+    from cme_pipeline.store import replace_register
 
-    engine = open_la_store(settings, MIN_LA)
+    engine = open_home(settings).store(MIN_LA)
     try:
         for source, frame in matched_delivery.registers.items():
             replace_register(engine, MIN_LA, source, frame)
     finally:
         engine.dispose()
-    stage_delivery(settings, MIN_LA, MIN_DELIVERY, matched_delivery.extract)
+    stage_delivery(open_home(settings), MIN_LA, MIN_DELIVERY, matched_delivery.extract)
     return settings

@@ -22,12 +22,14 @@ from cme_pipeline.cli import main
 from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.audit import audit_runs
-from cme_pipeline.pipeline.runs import RunPaths, update_state
+from cme_pipeline.home import open_home
+from cme_pipeline.runs import RunPaths, update_state
 
 RUN_ONE_DAG = r"""
 import json, sys
 from cme_pipeline import embedded_airflow
 from cme_pipeline.config import load_settings
+from cme_pipeline.home import open_home
 settings = load_settings(sys.argv[1], environ={})
 embedded_airflow.prepare(settings)
 result = embedded_airflow.run_dag(settings, "cme_matching", {"la_codes": ["W06000015"]})
@@ -60,7 +62,7 @@ def _completed(settings: Settings, run_id: str, la_code: str = LA) -> None:
 def test_evidence_of_a_real_airflow_run_verifies(with_airflow: tuple[Settings, str]) -> None:
     settings, run_id = with_airflow
     _completed(settings, run_id)
-    report = proof.verify(settings)
+    report = proof.verify(settings, open_home(settings).keys)
     assert report.ok, report.problems
     assert report.airflow_runs == 1
 
@@ -69,7 +71,7 @@ def test_a_run_airflow_never_had_is_named(with_airflow: tuple[Settings, str]) ->
     settings, run_id = with_airflow
     _completed(settings, run_id)
     write_run(settings, "manual__2026-01-01T00:00:00+00:00", report=False)
-    problems = proof.verify(settings).problems
+    problems = proof.verify(settings, open_home(settings).keys).problems
     assert problems == [f"{LA} run manual__2026-01-01T00:00:00+00:00 in ledger but Airflow has no such run"]
 
 
@@ -77,7 +79,7 @@ def test_a_finished_run_without_its_certificate_is_named(with_airflow: tuple[Set
     settings, run_id = with_airflow
     _completed(settings, run_id)
     files.certificate_file(settings, LA, run_id).unlink()
-    problems = proof.verify(settings).problems
+    problems = proof.verify(settings, open_home(settings).keys).problems
     assert f"Airflow run {run_id} finished but has no certificate for LA {LA}" in problems
 
 
@@ -86,26 +88,26 @@ def test_a_finished_run_missing_from_an_las_ledger_is_named(with_airflow: tuple[
     _completed(settings, run_id)
     update_state(RunPaths(settings, "W06000002", run_id), delivery_id="D2", completed=True)
     write_run(settings, "unrelated", "W06000002", report=False)
-    problems = proof.verify(settings, la_codes=["W06000002", LA]).problems
+    problems = proof.verify(settings, open_home(settings).keys, la_codes=["W06000002", LA]).problems
     assert f"Airflow run {run_id} finished but LA W06000002's ledger has no entries for it" in problems
 
 
 def test_audit_rows_join_airflow_history_outcomes_and_evidence(with_airflow: tuple[Settings, str]) -> None:
     settings, run_id = with_airflow
     _completed(settings, run_id)
-    (row,) = audit_runs(settings) or []
+    (row,) = audit_runs(settings, open_home(settings).keys) or []
     assert (row.run_id, row.dag_id, row.trigger, row.state) == (run_id, "cme_matching", "manual", "success")
     assert row.triggered_by == "test (dag_test)"
     assert row.la_outcomes == f"{LA}:completed" and row.evidence == "verified"
     assert row.start and row.end and row.start <= row.end
     files.ledger_file(settings, LA).write_bytes(files.ledger_file(settings, LA).read_bytes().replace(b'"rows":1000', b'"rows":1001'))
-    (row,) = audit_runs(settings) or []
+    (row,) = audit_runs(settings, open_home(settings).keys) or []
     assert row.evidence.startswith("problems")
 
 
 def test_audit_of_a_run_with_nothing_processed(with_airflow: tuple[Settings, str]) -> None:
     settings, _ = with_airflow
-    (row,) = audit_runs(settings) or []
+    (row,) = audit_runs(settings, open_home(settings).keys) or []
     assert row.la_outcomes == "-" and row.evidence == "no evidence (nothing processed)"
 
 

@@ -19,9 +19,10 @@ import pytest
 from fixtures_quality import EXTRACT_DATE, LA, OTHER_LA, YEAR, GoodExtract
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, ensure_signing_key
+from cme_pipeline.crypto import ensure_signing_key
 from cme_pipeline.errors import DeliveryRejected
-from cme_pipeline.intake import DeliveryQuarantined, open_delivery_file
+from cme_pipeline.home import open_home
+from cme_pipeline.la.intake import DeliveryQuarantined, open_delivery_file
 from cme_pipeline.simulate.package import package_extract
 
 
@@ -72,7 +73,7 @@ def _flip_ciphertext(settings: Settings, good: GoodExtract) -> Path:
 
 
 def _rogue_signer(settings: Settings, good: GoodExtract) -> Path:
-    ensure_signing_key(FileKeyStore(settings.keys_dir))  # the LA trusts the real partner key
+    ensure_signing_key(open_home(settings).keys)  # the LA trusts the real partner key
     return _package(settings, good.csv(), signing_key="rogue/signing.ed25519")
 
 
@@ -178,7 +179,7 @@ def test_bad_delivery_is_rejected_quarantined_and_nothing_leaks(
     sealed = path.read_bytes()
 
     with pytest.raises(DeliveryQuarantined) as caught:
-        open_delivery_file(settings, LA, path, YEAR)
+        open_delivery_file(open_home(settings), LA, path, YEAR)
     exc = caught.value
     message = str(exc)
 
@@ -201,7 +202,7 @@ def test_bad_delivery_is_rejected_quarantined_and_nothing_leaks(
 
     # the next delivery is processed normally
     nxt = _package(settings, good_extract.csv())
-    opened = open_delivery_file(settings, LA, nxt, YEAR)
+    opened = open_delivery_file(open_home(settings), LA, nxt, YEAR)
     assert opened.validation.success and len(opened.extract) == len(good_extract.frame)
 
 

@@ -44,17 +44,17 @@ import test_bad_deliveries as catalogue
 from fixtures_quality import EXTRACT_DATE, LA, YEAR, GoodExtract
 from test_bad_deliveries import CATALOGUE
 
-from cme_pipeline import minimise
 from cme_pipeline.areas import LA_CODES
 from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.crypto import DELIVERY_SUFFIX
 from cme_pipeline.evidence import ledger
-from cme_pipeline.intake import REJECTION_SUFFIX
-from cme_pipeline.pipeline.runs import RunPaths, read_state, waiting_deliveries
-from cme_pipeline.pipeline.summary import la_outcome
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise
+from cme_pipeline.la.intake import REJECTION_SUFFIX
+from cme_pipeline.runs import RunPaths, la_outcome, read_state, waiting_deliveries
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate import simulate_la
-from cme_pipeline.store import open_la_store, replace_register
+from cme_pipeline.store import replace_register
 
 pytestmark = pytest.mark.airflow
 
@@ -174,7 +174,7 @@ def _without(frame: pd.DataFrame, needles: list[str]) -> pd.DataFrame:
 def _write_registers(settings: Settings, la: str, needles: list[str]) -> pd.DataFrame:
     """Put a small simulated set of registers in the LA's store; return its simulated extract."""
     sim = simulate_la(la, children=60, seed=REGISTER_SEED, year_start=YEAR)
-    engine = open_la_store(settings, la)
+    engine = open_home(settings).store(la)
     try:
         for source, frame in sim.registers.items():
             replace_register(engine, la, source, _without(frame, needles))
@@ -290,11 +290,11 @@ def test_each_bad_delivery_is_rejected_and_quarantined_whole(case: str, batch: B
     assert not delivered.path.exists() and not waiting_deliveries(settings, la)
 
     # nothing retained or staged from it
-    retained = minimise.list_retained(settings, la)
+    retained = minimise.list_retained(open_home(settings), la)
     good_id = batch.good.name.removesuffix(DELIVERY_SUFFIX)
     assert set(retained["delivery_id"]) <= ({good_id} if la == GOOD_LA else set())
-    assert minimise.list_retained(settings, la, state["run_id"]).empty
-    assert minimise.staged_count(settings, la, delivered.delivery_id) == 0
+    assert minimise.list_retained(open_home(settings), la, state["run_id"]).empty
+    assert minimise.staged_count(open_home(settings), la, delivered.delivery_id) == 0
 
     # recorded in the evidence ledger, and the run went no further
     entries = ledger.run_entries(settings, la, state["run_id"])
@@ -314,10 +314,10 @@ def test_the_good_delivery_behind_a_bad_one_completes(batch: Batch) -> None:
     assert la_outcome(settings, GOOD_LA, state["run_id"]).status == "completed"
     assert state["received"] == batch.good_rows
     assert state["matched"] + state["possible"] + state["unmatched"] == state["received"]
-    retained = minimise.list_retained(settings, GOOD_LA, state["run_id"])
+    retained = minimise.list_retained(open_home(settings), GOOD_LA, state["run_id"])
     assert len(retained) == state["retained"] > 0
     assert set(retained["delivery_id"]) == {state["delivery_id"]}
-    assert minimise.staged_count(settings, GOOD_LA, state["delivery_id"]) == 0
+    assert minimise.staged_count(open_home(settings), GOOD_LA, state["delivery_id"]) == 0
     assert not batch.good.exists() and not (settings.quarantine(GOOD_LA) / batch.good.name).exists()
     # the bad delivery was refused first, in an earlier DAG run
     seqs: dict[str, int] = {}

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, open_delivery, read_manifest
+from cme_pipeline.crypto import open_delivery, read_manifest
 from cme_pipeline.crypto.boundary import MAGIC
+from cme_pipeline.crypto.keystore import FileKeyStore
 from cme_pipeline.errors import DeliveryRejected, IntegrityError, KeyUnavailable
+from cme_pipeline.home import open_home
 from cme_pipeline.simulate.package import count_records, package_extract
 
 CARDIFF, GWYNEDD = "W06000015", "W06000002"
@@ -30,7 +32,7 @@ def _deliver(settings: Settings, la: str = CARDIFF, **kw: object) -> Path:
 
 def test_right_la_key_decrypts_to_the_exact_plaintext(settings: Settings) -> None:
     path = _deliver(settings)
-    manifest, plaintext = open_delivery(FileKeyStore(settings.keys_dir), path.read_bytes(), la_code=CARDIFF)
+    manifest, plaintext = open_delivery(open_home(settings).keys, path.read_bytes(), la_code=CARDIFF)
     assert plaintext == PLAIN
     assert manifest.row_count == 2 and manifest.la_code == CARDIFF
     assert path.parent == settings.inbox(CARDIFF) and path.name == f"{manifest.delivery_id}.cmedelivery"
@@ -40,7 +42,7 @@ def test_another_las_key_cannot_open_it(settings: Settings) -> None:
     path = _deliver(settings)
     _deliver(settings, GWYNEDD)  # Gwynedd has keys too
     blob = path.read_bytes()
-    keys = FileKeyStore(settings.keys_dir)
+    keys = open_home(settings).keys
     with pytest.raises(DeliveryRejected, match="addressed to LA W06000015, not W06000002"):
         open_delivery(keys, blob, la_code=GWYNEDD)
 
@@ -49,7 +51,7 @@ def test_a_different_receiving_key_cannot_decrypt(settings: Settings, tmp_path: 
     path = _deliver(settings)
     # Same LA code, but a key store whose receiving key is not the one the partner encrypted to.
     other = tmp_path / "other-keys"
-    shutil.copytree(settings.keys_dir / "partner", other / "partner")
+    shutil.copytree(Path(settings.keystore_uri.removeprefix("file:")) / "partner", other / "partner")
     keys = FileKeyStore(other)
     from cme_pipeline.crypto import ensure_la_receiving_key
 
@@ -73,14 +75,14 @@ def test_a_flipped_byte_anywhere_is_detected(settings: Settings, where: str) -> 
     }[where]
     blob[position] ^= 0x01
     with pytest.raises(IntegrityError):
-        open_delivery(FileKeyStore(settings.keys_dir), bytes(blob), la_code=CARDIFF)
+        open_delivery(open_home(settings).keys, bytes(blob), la_code=CARDIFF)
 
 
 def test_a_wrong_signing_key_is_detected(settings: Settings) -> None:
     _deliver(settings)  # the genuine partner key exists and is trusted
     rogue = _deliver(settings, signing_key="rogue/signing.ed25519")
     with pytest.raises(IntegrityError, match="signature does not verify"):
-        read_manifest(FileKeyStore(settings.keys_dir), rogue.read_bytes())
+        read_manifest(open_home(settings).keys, rogue.read_bytes())
 
 
 def test_without_the_partner_key_nothing_is_trusted(settings: Settings, tmp_path: Path) -> None:
@@ -91,7 +93,7 @@ def test_without_the_partner_key_nothing_is_trusted(settings: Settings, tmp_path
 
 def test_declared_row_count_is_signed_as_given(settings: Settings) -> None:
     path = _deliver(settings, declared_rows=5)
-    manifest, _ = read_manifest(FileKeyStore(settings.keys_dir), path.read_bytes())
+    manifest, _ = read_manifest(open_home(settings).keys, path.read_bytes())
     assert manifest.row_count == 5
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from cme_pipeline.cli import main
 from cme_pipeline.config import load_settings
-from cme_pipeline.store import load_registers, open_la_store
+from cme_pipeline.home import open_home
+from cme_pipeline.store import load_registers
 
 
 def test_simulate_writes_registers_deliveries_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,7 +23,7 @@ def test_simulate_writes_registers_deliveries_and_truth(tmp_path: Path, capsys: 
     assert len(truth) == 3000 and set(truth["la_code"]) == {"W06000015", "W06000002"}
     for la in ("W06000015", "W06000002"):
         assert len(list(settings.inbox(la).glob("*.cmedelivery"))) == 1
-        engine = open_la_store(settings, la)
+        engine = open_home(settings).store(la)
         registers = load_registers(engine, la)
         engine.dispose()
         census = registers["school_census"]
@@ -41,11 +42,13 @@ def test_no_plaintext_nhs_number_outside_partner(tmp_path: Path) -> None:
     needles = [n.encode() for n in truth["nhs_number"]]
     assert len(needles) == 800
     scanned = 0
-    for path in home.rglob("*"):
-        if path.is_file() and "partner" not in path.relative_to(home).parts:
-            data = path.read_bytes()
-            scanned += 1
-            assert not any(n in data for n in needles), path.name
+    keys = home.with_name(home.name + ".keys")  # the key store lives beside the home, never in it
+    for root in (home, keys):
+        for path in root.rglob("*"):
+            if path.is_file() and "partner" not in path.relative_to(root).parts:
+                data = path.read_bytes()
+                scanned += 1
+                assert not any(n in data for n in needles), path.name
     assert scanned >= 3  # store, delivery, keys
 
 

@@ -26,9 +26,9 @@ from fixtures_minimise import (
 )
 from postgres_server import PostgresServer
 
-from cme_pipeline import minimise as m
 from cme_pipeline.crypto import envelope
-from cme_pipeline.crypto.keystore import FileKeyStore
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise as m
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
 
@@ -44,9 +44,9 @@ POINTS = {
 @pytest.fixture(scope="module")
 def undisturbed(tmp_path_factory: pytest.TempPathFactory, matched_delivery: MatchedDelivery) -> tuple[m.MinimiseResult, pd.DataFrame]:
     settings = home_settings(tmp_path_factory.mktemp("undisturbed") / "home")
-    m.stage_delivery(settings, MIN_LA, MIN_DELIVERY, matched_delivery.extract)
-    result = m.minimise(settings, MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
-    return result, m.list_retained(settings, MIN_LA)
+    m.stage_delivery(open_home(settings), MIN_LA, MIN_DELIVERY, matched_delivery.extract)
+    result = m.minimise(open_home(settings), MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
+    return result, m.list_retained(open_home(settings), MIN_LA)
 
 
 def _fault(server: PostgresServer, database: str, how: str) -> Callable[[], None]:
@@ -63,7 +63,7 @@ def test_database_lost_mid_transaction_then_rerun_converges(
 ) -> None:
     expected, expected_retained = undisturbed
     settings = home_settings(tmp_path / "home", postgres_url)
-    m.stage_delivery(settings, MIN_LA, MIN_DELIVERY, matched_delivery.extract)
+    m.stage_delivery(open_home(settings), MIN_LA, MIN_DELIVERY, matched_delivery.extract)
     database = sa.make_url(postgres_url).database
     assert database
     module, name, nth = POINTS[point]
@@ -80,25 +80,25 @@ def test_database_lost_mid_transaction_then_rerun_converges(
 
     monkeypatch.setattr(module, name, then_the_database_goes)
     with pytest.raises(sa.exc.DBAPIError):
-        m.minimise(settings, MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
+        m.minimise(open_home(settings), MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
     assert struck == [point]
     monkeypatch.undo()
 
     # The transaction in flight is gone whole; the key is kept while its data may be needed.
-    keys = FileKeyStore(settings.keys_dir)
+    keys = open_home(settings).keys
     assert envelope.data_key_exists(keys, MIN_LA, MIN_DELIVERY)
     if point == "sealing":
-        assert m.list_retained(settings, MIN_LA).empty
-        assert m.staged_count(settings, MIN_LA, MIN_DELIVERY) == len(matched_delivery.extract)
+        assert m.list_retained(open_home(settings), MIN_LA).empty
+        assert m.staged_count(open_home(settings), MIN_LA, MIN_DELIVERY) == len(matched_delivery.extract)
     else:  # the sealing had committed: every retained row is there and readable
-        assert len(m.list_retained(settings, MIN_LA)) == expected.retained
-        assert m.staged_count(settings, MIN_LA, MIN_DELIVERY) == expected.retained
+        assert len(m.list_retained(open_home(settings), MIN_LA)) == expected.retained
+        assert m.staged_count(open_home(settings), MIN_LA, MIN_DELIVERY) == expected.retained
 
-    result = m.minimise(settings, MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
+    result = m.minimise(open_home(settings), MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
     assert (result.received, result.matched, result.possible, result.unmatched, result.retained,
             result.retention_expiry) == (expected.received, expected.matched, expected.possible,
                                          expected.unmatched, expected.retained, expected.retention_expiry)
-    after = m.list_retained(settings, MIN_LA)
+    after = m.list_retained(open_home(settings), MIN_LA)
     pd.testing.assert_frame_equal(after, expected_retained, check_dtype=False)
-    assert m.staged_count(settings, MIN_LA, MIN_DELIVERY) == 0
+    assert m.staged_count(open_home(settings), MIN_LA, MIN_DELIVERY) == 0
     assert not envelope.data_key_exists(keys, MIN_LA, MIN_DELIVERY)

@@ -38,6 +38,10 @@ def test_airflow_settings_are_production_grade() -> None:
         assert "redis://" in env["AIRFLOW__CELERY__BROKER_URL"]
         users = dict(u.split(":")[:2] for u in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
         assert users["dpo"] == users["auditor"] == "viewer" and users["analyst"] == "user"
+        # Keys on their own volume, never inside the home a backup of the LA's files would copy.
+        keys = env["CME_KEYSTORE"].removeprefix("file:")
+        assert not keys.startswith(env["CME_HOME"].rstrip("/") + "/")
+        assert any(v.endswith(":" + keys) for v in services[name]["volumes"])
 
 
 def test_image_extends_the_pinned_official_airflow() -> None:

@@ -10,10 +10,11 @@ from fixtures_evidence import LA, RunFigures, certificate_facts, write_run
 
 from cme_pipeline import evidence as proof
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, signing
+from cme_pipeline.crypto import signing
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.ledger import entry_hash, read_entries
+from cme_pipeline.home import open_home
 from cme_pipeline.simulate import simulate_la
 
 RUN = "manual__2026-10-02T09:00:00+00:00"
@@ -76,17 +77,17 @@ def test_record_refuses_unknown_events_and_non_json(settings: Settings) -> None:
 
 def test_checkpoint_signs_size_and_head_and_skips_when_unchanged(settings: Settings) -> None:
     proof.record(settings, LA, RUN, "delivery_received", {"delivery_id": "D1"})
-    proof.checkpoint(settings, LA)
-    proof.checkpoint(settings, LA)
+    proof.checkpoint(settings, open_home(settings).keys, LA)
+    proof.checkpoint(settings, open_home(settings).keys, LA)
     proof.record(settings, LA, RUN, "run_failed", {"delivery_id": "D1"})
-    proof.checkpoint(settings, LA)
+    proof.checkpoint(settings, open_home(settings).keys, LA)
     lines = files.read_lines(files.checkpoints_file(settings, LA))
     checkpoints = [json.loads(line) for line in lines]
     assert [(c["n"], c["size"]) for c in checkpoints] == [(1, 1), (2, 2)]
     assert checkpoints[-1]["head_hash"] == read_entries(settings, LA)[-1]["hash"]
     from cme_pipeline.evidence.checkpoints import signed_payload
 
-    keys = FileKeyStore(settings.keys_dir)
+    keys = open_home(settings).keys
     assert signing.verify(keys, LA, signed_payload(checkpoints[0]), checkpoints[0]["signature"])
     forged = checkpoints[0] | {"size": 5}
     assert not signing.verify(keys, LA, signed_payload(forged), checkpoints[0]["signature"])
@@ -99,7 +100,7 @@ def test_public_key_pem_verifies_a_certificate_outside_the_key_store(settings: S
 
     path = write_run(settings, RUN, report=False)
     body = json.loads(path.read_text())
-    public = load_pem_public_key(signing.public_key_pem(FileKeyStore(settings.keys_dir), LA))
+    public = load_pem_public_key(signing.public_key_pem(open_home(settings).keys, LA))
     public.verify(__import__("base64").b64decode(body["signature"]), signed_payload(body))  # type: ignore[union-attr,call-arg]
 
 
@@ -109,11 +110,11 @@ def test_certificate_is_signed_idempotent_and_never_rewritten(settings: Settings
     assert body["run_id"] == RUN and body["la_code"] == LA and body["matched"] == RunFigures().matched
     assert body["facts"]["matched_by_register"] == dict(RunFigures().by_register)
     delivery_id = body["facts"]["delivery_id"]
-    again = proof.issue_certificate(settings, LA, RUN, certificate_facts(delivery_id, "ab" * 32, RunFigures()))
+    again = proof.issue_certificate(settings, open_home(settings).keys, LA, RUN, certificate_facts(delivery_id, "ab" * 32, RunFigures()))
     assert again == path and json.loads(path.read_text()) == body
     different = certificate_facts(delivery_id, "ab" * 32, RunFigures(unmatched=59, possible=7))
     with pytest.raises(CmeError, match="different figures"):
-        proof.issue_certificate(settings, LA, RUN, different)
+        proof.issue_certificate(settings, open_home(settings).keys, LA, RUN, different)
     assert json.loads(path.read_text()) == body
 
 
@@ -145,7 +146,7 @@ def test_report_of_tampered_evidence_says_it_did_not_verify(settings: Settings) 
     body = json.loads(path.read_text())
     body["facts"]["retained"] += 1
     path.write_text(json.dumps(body))
-    html = proof.render_report(settings, LA, RUN).read_text()
+    html = proof.render_report(settings, open_home(settings).keys, LA, RUN).read_text()
     assert 'data-verified="no"' in html and "signature invalid" in html
 
 
@@ -163,14 +164,14 @@ def test_report_holds_no_personal_data_and_the_scan_can_find_it(settings: Settin
 def test_hostile_ids_are_escaped_in_the_report(settings: Settings) -> None:
     hostile = "manual__<script>alert(1)</script>&"
     proof.record(settings, LA, hostile, "delivery_rejected", {"delivery_file": "<img src=x>.cmedelivery", "check": "schema"})
-    html = proof.render_report(settings, LA, hostile).read_text()
+    html = proof.render_report(settings, open_home(settings).keys, LA, hostile).read_text()
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;" in html
 
 
 def test_report_without_ledger_entries_is_refused(settings: Settings) -> None:
     with pytest.raises(CmeError, match="no entries"):
-        proof.render_report(settings, LA, RUN)
+        proof.render_report(settings, open_home(settings).keys, LA, RUN)
 
 
 def _probes(extract) -> set[str]:  # type: ignore[no-untyped-def]

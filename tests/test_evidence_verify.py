@@ -12,14 +12,15 @@ from cme_pipeline import evidence as proof
 from cme_pipeline.config import Settings
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.ledger import entry_hash
-from cme_pipeline.pipeline.runs import run_key
+from cme_pipeline.home import open_home
+from cme_pipeline.runs import run_key
 
 RUN_A = "manual__2026-10-02T09:00:00+00:00"
 RUN_B = "manual__2026-10-09T09:00:00+00:00"
 
 
 def _problems(settings: Settings, run_id: str | None = None) -> list[str]:
-    report = proof.verify(settings, run_id)
+    report = proof.verify(settings, open_home(settings).keys, run_id)
     assert report.ok == (not report.problems)
     return report.problems
 
@@ -37,7 +38,7 @@ def _write(path: Path, lines: list[bytes]) -> None:
 
 
 def test_untouched_evidence_verifies(two_runs: Settings) -> None:
-    report = proof.verify(two_runs)
+    report = proof.verify(two_runs, open_home(two_runs).keys)
     assert report.ok, report.problems
     assert (report.las, report.certificates, report.checkpoints) == (1, 2, 2)
     assert report.entries == 18
@@ -124,7 +125,7 @@ def test_certificate_that_disagrees_with_the_ledger_names_the_field(settings: Se
     path = files.certificate_file(settings, LA, RUN_A)
     delivery_id = json.loads(path.read_text())["facts"]["delivery_id"]
     path.unlink()
-    proof.issue_certificate(settings, LA, RUN_A, certificate_facts(delivery_id, "ab" * 32, RunFigures(
+    proof.issue_certificate(settings, open_home(settings).keys, LA, RUN_A, certificate_facts(delivery_id, "ab" * 32, RunFigures(
         received=1000, possible=5, unmatched=61)))
     problems = _problems(settings)
     assert f"{LA} certificate {RUN_A}: does not match ledger (possible)" in problems
@@ -161,7 +162,7 @@ def test_deleted_last_checkpoint_leaves_a_finished_run_uncovered(two_runs: Setti
 
 def test_entries_of_a_run_in_progress_are_only_a_note(two_runs: Settings) -> None:
     proof.record(two_runs, LA, "manual__2026-10-16T09:00:00+00:00", "delivery_received", {"delivery_id": "D3"})
-    report = proof.verify(two_runs)
+    report = proof.verify(two_runs, open_home(two_runs).keys)
     assert report.ok, report.problems
     assert any("not yet checkpointed" in n for n in report.notes)
 

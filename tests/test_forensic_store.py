@@ -32,10 +32,10 @@ from fixtures_minimise import (
 )
 from postgres_server import PostgresServer
 
-from cme_pipeline import minimise as m
 from cme_pipeline.config import Settings
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise as m
 from cme_pipeline.nhs_number import generate_test_numbers
-from cme_pipeline.store import open_la_store
 from cme_pipeline.store import staging as sstore
 from cme_pipeline.store.tables import staged
 
@@ -102,8 +102,8 @@ def scan_bytes(root: Path, looking_for: set[bytes]) -> list[str]:
 
 def _minimise(settings: Settings, delivery: MatchedDelivery) -> list[bytes]:
     """Stage and minimise; return slices of the matched children's staged ciphertexts."""
-    m.stage_delivery(settings, MIN_LA, MIN_DELIVERY, delivery.extract)
-    engine = open_la_store(settings, MIN_LA)
+    m.stage_delivery(open_home(settings), MIN_LA, MIN_DELIVERY, delivery.extract)
+    engine = open_home(settings).store(MIN_LA)
     with engine.connect() as conn:
         matched = set(delivery.ids("matched"))
         blobs = [bytes(b)[13:45] for rid, b in conn.execute(sa.select(staged.c.health_record_id, staged.c.ciphertext))
@@ -111,15 +111,15 @@ def _minimise(settings: Settings, delivery: MatchedDelivery) -> list[bytes]:
     engine.dispose()
     if settings.database_url is None:  # the check below for their removal must be able to fail
         assert scan_bytes(settings.store_dir(MIN_LA), set(blobs[:3]))
-    result = m.minimise(settings, MIN_LA, MIN_DELIVERY, MIN_RUN, delivery.outcomes, today=MIN_TODAY)
+    result = m.minimise(open_home(settings), MIN_LA, MIN_DELIVERY, MIN_RUN, delivery.outcomes, today=MIN_TODAY)
     assert result.matched == len(blobs) > 0 and result.retained > 0
-    retained = m.list_retained(settings, MIN_LA)
+    retained = m.list_retained(open_home(settings), MIN_LA)
     assert set(retained["nhs_number"]) <= set(delivery.nhs_numbers())  # readable, in memory only
     return blobs
 
 
 def _plant(settings: Settings, value: str) -> None:
-    engine = open_la_store(settings, MIN_LA)
+    engine = open_home(settings).store(MIN_LA)
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE forensic_plant (v TEXT)")
         conn.execute(sa.text("INSERT INTO forensic_plant VALUES (:v)"), {"v": value})
@@ -139,7 +139,7 @@ def test_sqlite_store_and_home_hold_no_plaintext(
     """``wal-control`` skips the checkpoint to show the shredded-ciphertext check can fail."""
     settings = home_settings(tmp_path / "home")
     mode = journal.removesuffix("-control")
-    engine = open_la_store(settings, MIN_LA)  # the journal mode is a property of the file: set it first
+    engine = open_home(settings).store(MIN_LA)  # the journal mode is a property of the file: set it first
     with engine.connect() as conn:
         assert conn.exec_driver_sql(f"PRAGMA journal_mode={mode}").scalar() == mode
     # A long-lived process (an Airflow worker) keeps a connection open, so SQLite does not get

@@ -37,7 +37,8 @@ from cme_pipeline.commands.link import read_people
 from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.crypto.boundary import MAGIC
 from cme_pipeline.errors import DeliveryRejected, UsageError
-from cme_pipeline.intake import REJECTION_SUFFIX, DeliveryQuarantined, open_delivery_file
+from cme_pipeline.home import open_home
+from cme_pipeline.la.intake import REJECTION_SUFFIX, DeliveryQuarantined, open_delivery_file
 from cme_pipeline.quality.extract_csv import parse_extract
 from cme_pipeline.schemas import CANONICAL_PERSON, HEALTH_EXTRACT, LINK_PAIRS
 from cme_pipeline.simulate import simulate_la
@@ -164,7 +165,7 @@ def _open_and_check(home: Settings, path: Path, plaintext: bytes) -> None:
     before = _files(home.home)
     try:
         try:
-            result = open_delivery_file(home, LA, path, YEAR)
+            result = open_delivery_file(open_home(home), LA, path, YEAR)
         except DeliveryQuarantined as exc:
             event(f"quarantined {exc.check}")
             _check_rejection(exc, plaintext)
@@ -188,7 +189,7 @@ def _open_and_check(home: Settings, path: Path, plaintext: bytes) -> None:
 def test_intake_accepts_the_good_file(home: Settings) -> None:
     _intake(home, GOOD)
     path = package_extract(home, LA, GOOD, extract_date=EXTRACT_DATE)
-    assert open_delivery_file(home, LA, path, YEAR).extract.equals(GOOD_FRAME.astype(object))
+    assert open_delivery_file(open_home(home), LA, path, YEAR).extract.equals(GOOD_FRAME.astype(object))
     shutil.rmtree(home.inbox(LA))
 
 

@@ -15,16 +15,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cme_pipeline import minimise
 from cme_pipeline.cli import main
 from cme_pipeline.config import Settings, load_settings
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise
 from cme_pipeline.pipeline import steps
-from cme_pipeline.pipeline.runs import RunPaths, read_state
 from cme_pipeline.quality.extract_csv import MAX_FIELD_CHARS
+from cme_pipeline.runs import RunPaths, read_state
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate import simulate_la
 from cme_pipeline.simulate.package import package_extract
-from cme_pipeline.store import open_la_store, replace_register
+from cme_pipeline.store import replace_register
 
 LA = "W06000015"
 RUN = "manual__hostile"
@@ -78,7 +79,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> HostileRun:
         forged.append(nhs)
     assert len(forged) == 2
 
-    engine = open_la_store(settings, LA)
+    engine = open_home(settings).store(LA)
     try:
         for source, frame in {**sim.registers, "school_census": census}.items():
             replace_register(engine, LA, source, frame)
@@ -101,7 +102,7 @@ def _cli(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> 
 
 
 def test_hostile_names_are_held_exactly(hostile_run: HostileRun) -> None:
-    retained = minimise.list_retained(hostile_run.settings, LA, RUN).set_index("nhs_number")
+    retained = minimise.list_retained(open_home(hostile_run.settings), LA, RUN).set_index("nhs_number")
     for nhs, surname in zip(hostile_run.hostile["nhs_number"], hostile_run.hostile["surname"], strict=True):
         assert retained.loc[nhs, "outcome"] == "unmatched"
         assert retained.loc[nhs, "surname"] == surname  # the SQL text is data, nothing ran

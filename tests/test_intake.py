@@ -10,9 +10,9 @@ from fixtures_quality import EXTRACT_DATE, LA, YEAR, GoodExtract
 
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto.boundary import la_receiving_key_name
-from cme_pipeline.crypto.keystore import FileKeyStore
 from cme_pipeline.errors import KeyUnavailable
-from cme_pipeline.intake import DeliveryQuarantined, open_delivery_file
+from cme_pipeline.home import open_home
+from cme_pipeline.la.intake import DeliveryQuarantined, open_delivery_file
 from cme_pipeline.quality import DeliveryInvalid, parse_extract
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate.package import package_extract
@@ -50,7 +50,7 @@ def test_successful_intake_leaves_the_delivery_in_the_inbox_and_returns_the_extr
     settings: Settings, good_extract: GoodExtract
 ) -> None:
     path = package_extract(settings, LA, good_extract.csv(), extract_date=EXTRACT_DATE)
-    result = open_delivery_file(settings, LA, path, YEAR)
+    result = open_delivery_file(open_home(settings), LA, path, YEAR)
     assert path.exists()  # the run shreds it once it has finished, not intake
     assert result.manifest.row_count == 40 and result.validation.success
     assert result.extract.equals(good_extract.frame.astype(object))
@@ -60,9 +60,9 @@ def test_missing_la_key_is_a_set_up_fault_and_leaves_the_delivery_waiting(
     settings: Settings, good_extract: GoodExtract
 ) -> None:
     path = package_extract(settings, LA, good_extract.csv(), extract_date=EXTRACT_DATE)
-    FileKeyStore(settings.keys_dir).destroy(la_receiving_key_name(LA))
+    open_home(settings).keys.destroy(la_receiving_key_name(LA))
     with pytest.raises(KeyUnavailable):
-        open_delivery_file(settings, LA, path, YEAR)
+        open_delivery_file(open_home(settings), LA, path, YEAR)
     assert path.exists() and not settings.quarantine(LA).exists()
 
 
@@ -73,10 +73,10 @@ def test_a_second_rejected_delivery_of_the_same_name_never_overwrites_the_first(
     sealed = path.read_bytes()
     copy = path.read_bytes()
     with pytest.raises(DeliveryQuarantined) as first:
-        open_delivery_file(settings, LA, path, YEAR)
+        open_delivery_file(open_home(settings), LA, path, YEAR)
     path.write_bytes(copy)
     with pytest.raises(DeliveryQuarantined) as second:
-        open_delivery_file(settings, LA, path, YEAR)
+        open_delivery_file(open_home(settings), LA, path, YEAR)
     assert first.value.quarantined != second.value.quarantined
     assert first.value.quarantined.read_bytes() == second.value.quarantined.read_bytes() == sealed
     note = json.loads((settings.quarantine(LA) / (second.value.quarantined.name + ".rejection.json")).read_text())
@@ -87,10 +87,10 @@ def test_a_renamed_delivery_is_rejected(settings: Settings, good_extract: GoodEx
     path = package_extract(settings, LA, good_extract.csv(), extract_date=EXTRACT_DATE)
     renamed = path.rename(path.with_name("D20990101-W06000015-00000000.cmedelivery"))
     with pytest.raises(DeliveryQuarantined, match="does not match the signed delivery id"):
-        open_delivery_file(settings, LA, renamed, YEAR)
+        open_delivery_file(open_home(settings), LA, renamed, YEAR)
 
 
 def test_academic_year_decides_who_is_of_school_age(settings: Settings, good_extract: GoodExtract) -> None:
     path = package_extract(settings, LA, good_extract.csv(), extract_date=dt.date(2030, 10, 1))
     with pytest.raises(DeliveryQuarantined, match="dob_school_age"):
-        open_delivery_file(settings, LA, path, YEAR + 4)  # four years on, the eldest have left
+        open_delivery_file(open_home(settings), LA, path, YEAR + 4)  # four years on, the eldest have left

@@ -17,21 +17,21 @@ from fixtures_minimise import (
     home_settings,
 )
 
-from cme_pipeline import minimise as m
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import envelope
-from cme_pipeline.crypto.keystore import FileKeyStore
 from cme_pipeline.errors import CiphertextInvalid, CmeError, KeyUnavailable
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise as m
+from cme_pipeline.la import retention
 from cme_pipeline.matching.convert import health_row_ids
 from cme_pipeline.schemas import HEALTH_EXTRACT, RETAINED
-from cme_pipeline.store import open_la_store
 from cme_pipeline.store.tables import deliveries, retained, staged
 
 LA, D, RUN, TODAY = MIN_LA, MIN_DELIVERY, MIN_RUN, MIN_TODAY
 
 
 def _rows(settings: Settings, table: sa.Table) -> list[dict[str, object]]:
-    engine = open_la_store(settings, LA)
+    engine = open_home(settings).store(LA)
     try:
         with engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.select(table)).mappings()]
@@ -48,15 +48,15 @@ def test_stage_encrypts_every_row_and_loads_back_identically(staged_home: Settin
     assert not any(r["nhs_tag"] in nhs for r in rows)
     blob = b"".join(bytes(r["ciphertext"]) for r in rows)  # type: ignore[arg-type]
     assert not any(n.encode() in blob for n in nhs)
-    loaded = m.load_staged(staged_home, LA, D)
+    loaded = m.load_staged(open_home(staged_home), LA, D)
     assert list(loaded.columns) == list(HEALTH_EXTRACT)
     pd.testing.assert_frame_equal(loaded.astype(object), extract.astype(object), check_dtype=False)
-    assert m.staged_count(staged_home, LA, D) == len(extract)
+    assert m.staged_count(open_home(staged_home), LA, D) == len(extract)
 
 
 def test_stage_again_is_a_no_op(staged_home: Settings, matched_delivery: MatchedDelivery) -> None:
     before = _rows(staged_home, staged)
-    assert m.stage_delivery(staged_home, LA, D, matched_delivery.extract) == len(matched_delivery.extract)
+    assert m.stage_delivery(open_home(staged_home), LA, D, matched_delivery.extract) == len(matched_delivery.extract)
     assert _rows(staged_home, staged) == before
 
 
@@ -68,9 +68,9 @@ def test_minimise_keeps_only_possible_and_unmatched_then_shreds(staged_home: Set
         seen["columns"] = list(frame.columns)
         seen["n"] = len(frame)
         seen["matched"] = matched_numbers
-        assert m.staged_count(staged_home, LA, D) == len(outcomes)  # nothing committed yet
+        assert m.staged_count(open_home(staged_home), LA, D) == len(outcomes)  # nothing committed yet
 
-    result = m.minimise(staged_home, LA, D, RUN, outcomes, verify_retained=verify, today=TODAY)
+    result = m.minimise(open_home(staged_home), LA, D, RUN, outcomes, verify_retained=verify, today=TODAY)
     counts = outcomes["outcome"].value_counts()
     assert (result.matched, result.possible, result.unmatched) == (counts["matched"], counts["possible"], counts["unmatched"])
     assert result.received == len(outcomes) == result.matched + result.possible + result.unmatched
@@ -81,12 +81,12 @@ def test_minimise_keeps_only_possible_and_unmatched_then_shreds(staged_home: Set
     assert seen["columns"] == list(RETAINED) and seen["n"] == result.retained
     assert seen["matched"] == frozenset(matched_delivery.nhs_numbers("matched"))
 
-    assert m.staged_count(staged_home, LA, D) == 0
-    assert not envelope.data_key_exists(FileKeyStore(staged_home.keys_dir), LA, D)
+    assert m.staged_count(open_home(staged_home), LA, D) == 0
+    assert not envelope.data_key_exists(open_home(staged_home).keys, LA, D)
     with pytest.raises(KeyUnavailable, match=f"delivery {D}"):
-        m.load_staged(staged_home, LA, D)
+        m.load_staged(open_home(staged_home), LA, D)
 
-    listed = m.list_retained(staged_home, LA, RUN)
+    listed = m.list_retained(open_home(staged_home), LA, RUN)
     assert list(listed.columns) == [*RETAINED, "health_record_id", "delivery_id"]
     assert sorted(listed["health_record_id"]) == sorted(matched_delivery.ids("possible") + matched_delivery.ids("unmatched"))
     assert not set(listed["nhs_number"]) & set(matched_delivery.nhs_numbers("matched"))
@@ -97,10 +97,10 @@ def test_minimise_keeps_only_possible_and_unmatched_then_shreds(staged_home: Set
     expiry = listed.set_index("outcome")["retention_expiry"]
     assert set(expiry.loc[["possible"]]) == {TODAY + dt.timedelta(days=staged_home.review_days)}
     assert set(expiry.loc[["unmatched"]]) == {TODAY + dt.timedelta(days=staged_home.retention_days)}
-    assert m.list_retained(staged_home, LA, "another-run").empty
+    assert m.list_retained(open_home(staged_home), LA, "another-run").empty
     # A rerun after completion returns the same result and changes nothing.
     before = _rows(staged_home, retained)
-    assert m.minimise(staged_home, LA, D, RUN, outcomes, today=TODAY) == result
+    assert m.minimise(open_home(staged_home), LA, D, RUN, outcomes, today=TODAY) == result
     assert _rows(staged_home, retained) == before
 
 
@@ -109,10 +109,10 @@ def test_failed_verification_commits_nothing(staged_home: Settings, matched_deli
         raise CmeError("retained suite failed")
 
     with pytest.raises(CmeError, match="retained suite failed"):
-        m.minimise(staged_home, LA, D, RUN, matched_delivery.outcomes, verify_retained=refuse, today=TODAY)
-    assert m.staged_count(staged_home, LA, D) == len(matched_delivery.extract)
+        m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, verify_retained=refuse, today=TODAY)
+    assert m.staged_count(open_home(staged_home), LA, D) == len(matched_delivery.extract)
     assert _rows(staged_home, retained) == []
-    assert envelope.data_key_exists(FileKeyStore(staged_home.keys_dir), LA, D)
+    assert envelope.data_key_exists(open_home(staged_home).keys, LA, D)
     assert _rows(staged_home, deliveries)[0]["phase"] == "staged"
 
 
@@ -130,54 +130,54 @@ def test_counts_must_reconcile(staged_home: Settings, matched_delivery: MatchedD
     else:
         outcomes = outcomes.drop(columns=["probability"])
     with pytest.raises(CmeError) as err:
-        m.minimise(staged_home, LA, D, RUN, outcomes, today=TODAY)
+        m.minimise(open_home(staged_home), LA, D, RUN, outcomes, today=TODAY)
     assert "999" not in str(err.value).replace("r999999", "")
-    assert m.staged_count(staged_home, LA, D) == len(matched_delivery.extract)
+    assert m.staged_count(open_home(staged_home), LA, D) == len(matched_delivery.extract)
     assert _rows(staged_home, retained) == []
 
 
 def test_tampered_staged_row_stops_minimisation(staged_home: Settings, matched_delivery: MatchedDelivery) -> None:
-    engine = open_la_store(staged_home, LA)
+    engine = open_home(staged_home).store(LA)
     with engine.begin() as conn:  # swap two rows' ciphertexts: each is bound to its own record id
         a, b = conn.execute(sa.select(staged.c.health_record_id, staged.c.ciphertext).limit(2)).all()
         conn.execute(sa.update(staged).where(staged.c.health_record_id == a[0]).values(ciphertext=b[1]))
     engine.dispose()
     with pytest.raises(CiphertextInvalid, match=f"record {a[0]}"):
-        m.minimise(staged_home, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
-    assert envelope.data_key_exists(FileKeyStore(staged_home.keys_dir), LA, D)
+        m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    assert envelope.data_key_exists(open_home(staged_home).keys, LA, D)
 
 
 def test_discard_removes_everything_and_allows_restaging(staged_home: Settings, matched_delivery: MatchedDelivery) -> None:
-    m.minimise(staged_home, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
-    assert len(m.list_retained(staged_home, LA)) > 0
-    m.discard_delivery(staged_home, LA, D)
-    m.discard_delivery(staged_home, LA, D)  # idempotent
-    assert m.list_retained(staged_home, LA).empty and m.staged_count(staged_home, LA, D) == 0
-    assert m.stage_delivery(staged_home, LA, D, matched_delivery.extract) == len(matched_delivery.extract)
-    again = m.minimise(staged_home, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
-    assert again.retained == len(m.list_retained(staged_home, LA))
-    m.discard_delivery(staged_home, LA, "D-never-seen")  # unknown delivery: nothing to do
+    m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    assert len(m.list_retained(open_home(staged_home), LA)) > 0
+    m.discard_delivery(open_home(staged_home), LA, D)
+    m.discard_delivery(open_home(staged_home), LA, D)  # idempotent
+    assert m.list_retained(open_home(staged_home), LA).empty and m.staged_count(open_home(staged_home), LA, D) == 0
+    assert m.stage_delivery(open_home(staged_home), LA, D, matched_delivery.extract) == len(matched_delivery.extract)
+    again = m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    assert again.retained == len(m.list_retained(open_home(staged_home), LA))
+    m.discard_delivery(open_home(staged_home), LA, "D-never-seen")  # unknown delivery: nothing to do
 
 
 def test_purge_expired_on_and_after_expiry(staged_home: Settings, matched_delivery: MatchedDelivery) -> None:
-    result = m.minimise(staged_home, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    result = m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, today=TODAY)
     review_expiry = TODAY + dt.timedelta(days=staged_home.review_days)
-    assert m.purge_expired(staged_home, LA, review_expiry - dt.timedelta(days=1)) == m.PurgeResult(0, 0)
-    assert m.purge_expired(staged_home, LA, review_expiry) == m.PurgeResult(retained=0, possible=result.possible)
-    assert set(m.list_retained(staged_home, LA)["outcome"]) == {"unmatched"}
-    assert m.purge_expired(staged_home, LA, result.retention_expiry) == m.PurgeResult(retained=result.unmatched, possible=0)
-    assert m.list_retained(staged_home, LA).empty
-    assert m.purge_expired(staged_home, LA, result.retention_expiry) == m.PurgeResult(0, 0)
+    assert retention.purge_expired(open_home(staged_home), LA, review_expiry - dt.timedelta(days=1)) == retention.PurgeResult(0, 0)
+    assert retention.purge_expired(open_home(staged_home), LA, review_expiry) == retention.PurgeResult(retained=0, possible=result.possible)
+    assert set(m.list_retained(open_home(staged_home), LA)["outcome"]) == {"unmatched"}
+    assert retention.purge_expired(open_home(staged_home), LA, result.retention_expiry) == retention.PurgeResult(retained=result.unmatched, possible=0)
+    assert m.list_retained(open_home(staged_home), LA).empty
+    assert retention.purge_expired(open_home(staged_home), LA, result.retention_expiry) == retention.PurgeResult(0, 0)
 
 
 def test_rotation_reseals_every_row_and_destroys_old_key(staged_home: Settings, matched_delivery: MatchedDelivery) -> None:
-    m.minimise(staged_home, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
-    keys = FileKeyStore(staged_home.keys_dir)
-    before = m.list_retained(staged_home, LA)
+    m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    keys = open_home(staged_home).keys
+    before = m.list_retained(open_home(staged_home), LA)
     old_blobs = {r["health_record_id"]: r["ciphertext"] for r in _rows(staged_home, retained)}
-    assert m.rotate_retained_key(staged_home, LA) == 2
+    assert m.rotate_retained_key(open_home(staged_home), LA) == 2
     assert not envelope.retained_key_exists(keys, LA, 1) and envelope.retained_key_exists(keys, LA, 2)
-    pd.testing.assert_frame_equal(m.list_retained(staged_home, LA), before)
+    pd.testing.assert_frame_equal(m.list_retained(open_home(staged_home), LA), before)
     rows = _rows(staged_home, retained)
     assert {r["key_version"] for r in rows} == {2}
     assert all(old_blobs[r["health_record_id"]] != r["ciphertext"] for r in rows)
@@ -190,22 +190,22 @@ def test_rotation_reseals_every_row_and_destroys_old_key(staged_home: Settings, 
 @pytest.mark.postgres
 def test_the_same_code_on_postgresql(tmp_path: Path, matched_delivery: MatchedDelivery, postgres_url: str) -> None:
     settings = home_settings(tmp_path / "home", postgres_url)
-    assert m.stage_delivery(settings, LA, D, matched_delivery.extract) == len(matched_delivery.extract)
-    assert m.stage_delivery(settings, LA, D, matched_delivery.extract) == len(matched_delivery.extract)
+    assert m.stage_delivery(open_home(settings), LA, D, matched_delivery.extract) == len(matched_delivery.extract)
+    assert m.stage_delivery(open_home(settings), LA, D, matched_delivery.extract) == len(matched_delivery.extract)
     pd.testing.assert_frame_equal(
-        m.load_staged(settings, LA, D).astype(object), matched_delivery.extract.astype(object), check_dtype=False
+        m.load_staged(open_home(settings), LA, D).astype(object), matched_delivery.extract.astype(object), check_dtype=False
     )
-    result = m.minimise(settings, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
-    assert result.retained == result.possible + result.unmatched > 0 and m.staged_count(settings, LA, D) == 0
-    assert m.minimise(settings, LA, D, RUN, matched_delivery.outcomes, today=TODAY) == result
-    listed = m.list_retained(settings, LA, RUN)
+    result = m.minimise(open_home(settings), LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    assert result.retained == result.possible + result.unmatched > 0 and m.staged_count(open_home(settings), LA, D) == 0
+    assert m.minimise(open_home(settings), LA, D, RUN, matched_delivery.outcomes, today=TODAY) == result
+    listed = m.list_retained(open_home(settings), LA, RUN)
     assert len(listed) == result.retained and set(listed["retention_expiry"]) <= {
         result.retention_expiry, TODAY + dt.timedelta(days=settings.review_days)}
-    assert m.rotate_retained_key(settings, LA) == 2
-    pd.testing.assert_frame_equal(m.list_retained(settings, LA, RUN), listed)
-    purged = m.purge_expired(settings, LA, TODAY + dt.timedelta(days=settings.review_days))
-    assert purged == m.PurgeResult(retained=0, possible=result.possible)
-    keys = FileKeyStore(settings.keys_dir)
+    assert m.rotate_retained_key(open_home(settings), LA) == 2
+    pd.testing.assert_frame_equal(m.list_retained(open_home(settings), LA, RUN), listed)
+    purged = retention.purge_expired(open_home(settings), LA, TODAY + dt.timedelta(days=settings.review_days))
+    assert purged == retention.PurgeResult(retained=0, possible=result.possible)
+    keys = open_home(settings).keys
     assert [v for v in range(1, 5) if envelope.retained_key_exists(keys, LA, v)] == [3]
-    m.discard_delivery(settings, LA, D)
-    assert m.list_retained(settings, LA).empty
+    m.discard_delivery(open_home(settings), LA, D)
+    assert m.list_retained(open_home(settings), LA).empty

@@ -24,20 +24,23 @@ from fixtures_minimise import (
     home_settings,
 )
 
-from cme_pipeline import minimise as m
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import envelope
-from cme_pipeline.crypto.keystore import FileKeyStore
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise as m
+from cme_pipeline.la import retention
 
 KILLED = 9
 
 CHILD = r"""
 import datetime as dt, os, sys
 import pandas as pd
-from cme_pipeline import minimise as m
+from cme_pipeline.la import minimise as m
+from cme_pipeline.la import retention
 from cme_pipeline.config import load_settings
 from cme_pipeline.crypto.keystore import FileKeyStore
 from cme_pipeline.store import retained as rstore, staging as sstore
+from cme_pipeline.home import open_home
 
 home, action, point, outcomes_csv = sys.argv[1:5]
 settings = load_settings(home, environ={})
@@ -73,12 +76,12 @@ elif point.startswith("before:"):
 if action == "minimise":
     outcomes = pd.read_csv(outcomes_csv, dtype={"health_record_id": str, "register": str,
                            "register_record_id": str}, keep_default_na=False, na_values={"probability": [""]})
-    m.minimise(settings, sys.argv[5], sys.argv[6], sys.argv[7], outcomes, today=dt.date.fromisoformat(sys.argv[8]))
+    m.minimise(open_home(settings), sys.argv[5], sys.argv[6], sys.argv[7], outcomes, today=dt.date.fromisoformat(sys.argv[8]))
 elif action == "stage":
     extract = pd.read_csv(outcomes_csv, dtype=str, keep_default_na=False)
-    m.stage_delivery(settings, sys.argv[5], sys.argv[6], extract)
+    m.stage_delivery(open_home(settings), sys.argv[5], sys.argv[6], extract)
 elif action == "purge":
-    m.purge_expired(settings, sys.argv[5], dt.date.fromisoformat(sys.argv[8]))
+    retention.purge_expired(open_home(settings), sys.argv[5], dt.date.fromisoformat(sys.argv[8]))
 """
 
 
@@ -90,7 +93,7 @@ def _child(settings: Settings, action: str, point: str, data: Path, today: str =
 
 
 def _summary(settings: Settings) -> tuple[pd.DataFrame, dict[str, int]]:
-    retained = m.list_retained(settings, MIN_LA)  # raises if any retained row is unreadable
+    retained = m.list_retained(open_home(settings), MIN_LA)  # raises if any retained row is unreadable
     return retained, retained["outcome"].value_counts().to_dict()
 
 
@@ -98,9 +101,9 @@ def _summary(settings: Settings) -> tuple[pd.DataFrame, dict[str, int]]:
 def reference(tmp_path_factory: pytest.TempPathFactory, matched_delivery: MatchedDelivery) -> tuple[m.MinimiseResult, pd.DataFrame]:
     """An uninterrupted run: what every killed-and-rerun run must converge to."""
     settings = home_settings(tmp_path_factory.mktemp("reference") / "home")
-    m.stage_delivery(settings, MIN_LA, MIN_DELIVERY, matched_delivery.extract)
-    result = m.minimise(settings, MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
-    return result, m.list_retained(settings, MIN_LA)
+    m.stage_delivery(open_home(settings), MIN_LA, MIN_DELIVERY, matched_delivery.extract)
+    result = m.minimise(open_home(settings), MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
+    return result, m.list_retained(open_home(settings), MIN_LA)
 
 
 def _outcomes_file(tmp_path: Path, delivery: MatchedDelivery) -> Path:
@@ -131,25 +134,25 @@ def test_kill_during_minimise_then_rerun_converges(
     outcomes = _outcomes_file(tmp_path, matched_delivery)
     assert _child(staged_home, "minimise", point, outcomes) == KILLED, f"{point} was never reached"
 
-    keys = FileKeyStore(staged_home.keys_dir)
+    keys = open_home(staged_home).keys
     retained, counts = _summary(staged_home)  # every row left behind is readable
     if not envelope.data_key_exists(keys, MIN_LA, MIN_DELIVERY):
         # The key may go only after the whole retained set was committed.
         assert len(retained) == expected.retained
     else:
         assert len(retained) in (0, expected.retained)  # sealing is all or nothing
-        assert m.staged_count(staged_home, MIN_LA, MIN_DELIVERY) in (
+        assert m.staged_count(open_home(staged_home), MIN_LA, MIN_DELIVERY) in (
             len(matched_delivery.extract), expected.retained, 0)
 
-    result = m.minimise(staged_home, MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
+    result = m.minimise(open_home(staged_home), MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
     assert (result.received, result.matched, result.possible, result.unmatched, result.retained,
             result.retention_expiry) == (expected.received, expected.matched, expected.possible,
                                          expected.unmatched, expected.retained, expected.retention_expiry)
     assert result.key_destroyed_at
-    pd.testing.assert_frame_equal(m.list_retained(staged_home, MIN_LA), expected_retained)
-    assert m.staged_count(staged_home, MIN_LA, MIN_DELIVERY) == 0
+    pd.testing.assert_frame_equal(m.list_retained(open_home(staged_home), MIN_LA), expected_retained)
+    assert m.staged_count(open_home(staged_home), MIN_LA, MIN_DELIVERY) == 0
     assert not envelope.data_key_exists(keys, MIN_LA, MIN_DELIVERY)
-    assert m.minimise(staged_home, MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY) == result
+    assert m.minimise(open_home(staged_home), MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY) == result
 
 
 @pytest.mark.sqlite
@@ -161,11 +164,11 @@ def test_kill_during_staging_leaves_none_then_rerun_stages_all(
     extract = tmp_path / "extract.csv"  # synthetic 999-range test data, in the test's own tmp dir
     matched_delivery.extract.to_csv(extract, index=False)
     assert _child(settings, "stage", point, extract) == KILLED
-    assert m.staged_count(settings, MIN_LA, MIN_DELIVERY) == 0
+    assert m.staged_count(open_home(settings), MIN_LA, MIN_DELIVERY) == 0
     assert _child(settings, "stage", "none", extract) == 0
-    assert m.staged_count(settings, MIN_LA, MIN_DELIVERY) == len(matched_delivery.extract)
+    assert m.staged_count(open_home(settings), MIN_LA, MIN_DELIVERY) == len(matched_delivery.extract)
     pd.testing.assert_frame_equal(
-        m.load_staged(settings, MIN_LA, MIN_DELIVERY).astype(object), matched_delivery.extract.astype(object)
+        m.load_staged(open_home(settings), MIN_LA, MIN_DELIVERY).astype(object), matched_delivery.extract.astype(object)
     )
 
 
@@ -178,17 +181,17 @@ def test_kill_during_staging_leaves_none_then_rerun_stages_all(
 def test_kill_during_purge_and_rotation_keeps_every_row_readable(
     staged_home: Settings, matched_delivery: MatchedDelivery, tmp_path: Path, point: str
 ) -> None:
-    first = m.minimise(staged_home, MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
+    first = m.minimise(open_home(staged_home), MIN_LA, MIN_DELIVERY, MIN_RUN, matched_delivery.outcomes, today=MIN_TODAY)
     review_day = (MIN_TODAY + pd.Timedelta(days=staged_home.review_days)).isoformat()
     # The purge deletes the possible rows, then rotates: keyop 1 = new key, keyop 2 = old key destroyed.
     assert _child(staged_home, "purge", point, tmp_path, today=review_day) == KILLED
     retained, _ = _summary(staged_home)  # readable whatever the point
     assert len(retained) in (first.retained, first.unmatched)
-    result = m.purge_expired(staged_home, MIN_LA, pd.Timestamp(review_day).date())
+    result = retention.purge_expired(open_home(staged_home), MIN_LA, pd.Timestamp(review_day).date())
     assert result.retained == 0
     retained, counts = _summary(staged_home)
     assert counts == {"unmatched": first.unmatched}
-    keys = FileKeyStore(staged_home.keys_dir)
+    keys = open_home(staged_home).keys
     live = [v for v in range(1, 5) if envelope.retained_key_exists(keys, MIN_LA, v)]
     # The rotation the deletion owed finished even though the rerun purged nothing new: the
     # key of the purged rows (whose ciphertext PostgreSQL may keep) is gone.

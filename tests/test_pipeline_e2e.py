@@ -24,12 +24,14 @@ import pytest
 from postgres_server import PostgresServer, start_server
 from residue import Probe, scan
 
-from cme_pipeline import evidence, minimise
+from cme_pipeline import evidence
 from cme_pipeline.config import Settings, load_settings
-from cme_pipeline.crypto import FileKeyStore, open_delivery
+from cme_pipeline.crypto import open_delivery
 from cme_pipeline.evidence import ledger
-from cme_pipeline.pipeline.runs import RunPaths, read_state
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise
 from cme_pipeline.quality.extract_csv import parse_extract
+from cme_pipeline.runs import RunPaths, read_state
 
 GOOD, BAD = "W06000015", "W06000001"  # Cardiff, Isle of Anglesey
 CHILDREN = 3000
@@ -59,7 +61,7 @@ def _cme(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedPro
 def _open_inbox(settings: Settings, la: str) -> pd.DataFrame:
     """The partner's plaintext, read in the test only, to know what to look for."""
     path = next(settings.inbox(la).glob("*.cmedelivery"))
-    _, plaintext = open_delivery(FileKeyStore(settings.keys_dir), path.read_bytes(), la_code=la)
+    _, plaintext = open_delivery(open_home(settings).keys, path.read_bytes(), la_code=la)
     return parse_extract(plaintext)
 
 
@@ -144,16 +146,16 @@ def test_counts_reconcile_and_agree_with_the_truth(finished: Finished) -> None:
     # Matching is probabilistic; on default noise it finds nearly every registered child and
     # never more children than are registered.
     assert 0.95 * registered <= state["matched"] <= registered
-    retained = minimise.list_retained(settings, GOOD, finished.run_id)
+    retained = minimise.list_retained(open_home(settings), GOOD, finished.run_id)
     assert len(retained) == state["retained"]
     unregistered = set(truth.loc[truth["registers"] == "", "nhs_number"])
     assert unregistered <= set(retained["nhs_number"]), "an unregistered child was lost"
-    assert minimise.staged_count(settings, GOOD, state["delivery_id"]) == 0
+    assert minimise.staged_count(open_home(settings), GOOD, state["delivery_id"]) == 0
 
 
 def test_evidence_verifies_and_records_the_rejection(finished: Finished) -> None:
     settings = finished.settings
-    report = evidence.verify(settings)
+    report = evidence.verify(settings, open_home(settings).keys)
     assert report.ok, report.problems
     state = read_state(RunPaths(settings, GOOD, finished.run_id))
     certificate = json.loads(Path(state["certificate"]).read_text())

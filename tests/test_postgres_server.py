@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from postgres_server import PostgresServer
 
-from cme_pipeline.store import create_store_engine, metadata
+from cme_pipeline.store import metadata
+from cme_pipeline.store.db import create_store_engine
 
 
 def test_server_writes_to_its_data_directory(postgres_server: PostgresServer, postgres_url: str) -> None:

@@ -19,8 +19,9 @@ import pytest
 from fixtures_minimise import MIN_LA, MatchedDelivery, home_settings
 
 from cme_pipeline import evidence
-from cme_pipeline import minimise as m
 from cme_pipeline.evidence import ledger
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise as m
 
 pytestmark = pytest.mark.airflow
 
@@ -28,6 +29,7 @@ RUN_RETENTION = r"""
 import json, sys
 from cme_pipeline import embedded_airflow
 from cme_pipeline.config import load_settings
+from cme_pipeline.home import open_home
 settings = load_settings(sys.argv[1], environ={})
 embedded_airflow.prepare(settings)
 result = embedded_airflow.run_dag(settings, "cme_retention", {})
@@ -40,9 +42,9 @@ def test_the_retention_dag_purges_only_what_expired(tmp_path: Path, matched_deli
     today = dt.date.today()
     old, new = "D20260401-W06000015-00000001", "D20261001-W06000015-00000002"
     for delivery, run, day in ((old, "manual__old", today - dt.timedelta(days=200)), (new, "manual__new", today)):
-        m.stage_delivery(settings, MIN_LA, delivery, matched_delivery.extract)
-        m.minimise(settings, MIN_LA, delivery, run, matched_delivery.outcomes, today=day)
-    before = m.list_retained(settings, MIN_LA)
+        m.stage_delivery(open_home(settings), MIN_LA, delivery, matched_delivery.extract)
+        m.minimise(open_home(settings), MIN_LA, delivery, run, matched_delivery.outcomes, today=day)
+    before = m.list_retained(open_home(settings), MIN_LA)
     expired = before[before["delivery_id"] == old]
     assert len(expired) > 0 and (before["delivery_id"] == new).sum() == len(expired)
 
@@ -53,7 +55,7 @@ def test_the_retention_dag_purges_only_what_expired(tmp_path: Path, matched_deli
     assert result["state"] == "success", result["tasks"]
     assert sum(1 for t in result["tasks"] if t.startswith("purge[")) == 22  # one mapped task per LA
 
-    after = m.list_retained(settings, MIN_LA)
+    after = m.list_retained(open_home(settings), MIN_LA)
     assert set(after["delivery_id"]) == {new}
     assert after.reset_index(drop=True).equals(before[before["delivery_id"] == new].reset_index(drop=True))
     purged = [e for e in ledger.read_entries(settings, MIN_LA) if e["event"] == "purged"]
@@ -61,5 +63,5 @@ def test_the_retention_dag_purges_only_what_expired(tmp_path: Path, matched_deli
     facts = purged[0]["facts"]
     assert facts["purged_retained"] == int((expired["outcome"] == "unmatched").sum())
     assert facts["purged_possible"] == int((expired["outcome"] == "possible").sum())
-    report = evidence.verify(settings)
+    report = evidence.verify(settings, open_home(settings).keys)
     assert report.ok and report.airflow_runs == 1, report.problems

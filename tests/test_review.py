@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 from fixtures_minimise import MIN_DELIVERY, MIN_LA, MIN_RUN, MIN_TODAY, MatchedDelivery
 
-from cme_pipeline import evidence, review
-from cme_pipeline import minimise as m
+from cme_pipeline import evidence
 from cme_pipeline.cli import main
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import envelope
-from cme_pipeline.crypto.keystore import FileKeyStore
 from cme_pipeline.errors import UsageError
 from cme_pipeline.evidence import ledger
+from cme_pipeline.home import open_home
+from cme_pipeline.la import minimise as m
+from cme_pipeline.la import review
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def reviewable(staged_home: Settings, matched_delivery: MatchedDelivery) -> Sett
     outcomes = matched_delivery.outcomes.copy()
     to_review = outcomes.index[outcomes["outcome"] == "matched"][:3]
     outcomes.loc[to_review, "outcome"] = "possible"
-    m.minimise(staged_home, MIN_LA, MIN_DELIVERY, MIN_RUN, outcomes, today=MIN_TODAY)
+    m.minimise(open_home(staged_home), MIN_LA, MIN_DELIVERY, MIN_RUN, outcomes, today=MIN_TODAY)
     return staged_home
 
 
@@ -35,7 +36,7 @@ def _cli(settings: Settings, *argv: str) -> int:
 
 
 def _possible(settings: Settings) -> pd.DataFrame:
-    every = m.read_retained(settings, MIN_LA)
+    every = m.read_retained(open_home(settings), MIN_LA)
     return every[every["outcome"] == "possible"]
 
 
@@ -95,11 +96,11 @@ def test_apply_deletes_confirmed_matches_and_keeps_rejected_as_unmatched(
     ids = list(possible["review_id"])
     decisions = tmp_path / "decisions.csv"
     decisions.write_text(f"review_id,decision\n{ids[0]},match\n{ids[1]}, No-Match \n{ids[2]},match\n")
-    before = m.list_retained(reviewable, MIN_LA)
+    before = m.list_retained(open_home(reviewable), MIN_LA)
     assert _cli(reviewable, "review", "apply", str(decisions), "--la", MIN_LA) == 0
     assert capsys.readouterr().out.strip() == "confirmed matches deleted: 2; rejected, now unmatched: 1"
 
-    after = m.read_retained(reviewable, MIN_LA)
+    after = m.read_retained(open_home(reviewable), MIN_LA)
     assert len(after) == len(before) - 2
     gone = set(possible.loc[possible["review_id"].isin([ids[0], ids[2]]), "health_record_id"])
     assert not gone & set(after["health_record_id"])
@@ -107,7 +108,7 @@ def test_apply_deletes_confirmed_matches_and_keeps_rejected_as_unmatched(
     assert kept["outcome"] == "unmatched" and pd.isna(kept["review_id"])
     assert kept["retention_expiry"] == reviewable.retention_expiry(dt.date.today())
     # The confirmed matches' ciphertext is under a destroyed key now (PostgreSQL may keep pages).
-    keys = FileKeyStore(reviewable.keys_dir)
+    keys = open_home(reviewable).keys
     assert not envelope.retained_key_exists(keys, MIN_LA, 1) and envelope.retained_key_exists(keys, MIN_LA, 2)
     # The decision is in the ledger (counts and the decisions file's hash), checkpointed at once.
     reviewed = [e for e in ledger.read_entries(reviewable, MIN_LA) if e["event"] == "reviewed"]
@@ -115,12 +116,12 @@ def test_apply_deletes_confirmed_matches_and_keeps_rejected_as_unmatched(
     assert reviewed[0]["facts"]["confirmed_matches_deleted"] == 2
     assert reviewed[0]["facts"]["rejected_now_unmatched"] == 1
     assert reviewed[0]["facts"]["decisions_file_sha256"] == hashlib.sha256(decisions.read_bytes()).hexdigest()
-    report = evidence.verify(reviewable, la_codes=[MIN_LA], airflow=False)
+    report = evidence.verify(reviewable, open_home(reviewable).keys, la_codes=[MIN_LA], airflow=False)
     assert report.ok and not report.notes, (report.problems, report.notes)
     # Applying the same file again: those ids are no longer awaiting review; nothing changes.
     assert _cli(reviewable, "review", "apply", str(decisions), "--la", MIN_LA) == UsageError.exit_code
     assert "decisions row 1: review_id is not a possible match awaiting review" in capsys.readouterr().err
-    assert len(m.read_retained(reviewable, MIN_LA)) == len(after)
+    assert len(m.read_retained(open_home(reviewable), MIN_LA)) == len(after)
 
 
 @pytest.mark.parametrize(
@@ -138,18 +139,18 @@ def test_a_bad_row_applies_nothing(
     ids = sorted(_possible(reviewable)["review_id"])
     decisions = tmp_path / "decisions.csv"
     decisions.write_text(body.format(*ids))
-    before = m.read_retained(reviewable, MIN_LA)
+    before = m.read_retained(open_home(reviewable), MIN_LA)
     assert _cli(reviewable, "review", "apply", str(decisions), "--la", MIN_LA) == UsageError.exit_code
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
-    pd.testing.assert_frame_equal(m.read_retained(reviewable, MIN_LA), before)
-    assert envelope.retained_key_exists(FileKeyStore(reviewable.keys_dir), MIN_LA, 1)
+    pd.testing.assert_frame_equal(m.read_retained(open_home(reviewable), MIN_LA), before)
+    assert envelope.retained_key_exists(open_home(reviewable).keys, MIN_LA, 1)
 
 
 def test_retained_list_shows_the_officer_every_retained_child(
     reviewable: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    retained = m.list_retained(reviewable, MIN_LA)
+    retained = m.list_retained(open_home(reviewable), MIN_LA)
     assert _cli(reviewable, "retained", "list", "--la", MIN_LA) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == f"{len(retained)} retained"

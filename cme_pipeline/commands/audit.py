@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_runs(args: argparse.Namespace, settings: Settings) -> int:
     """Print the run history; exit 0 (also when there is no history yet)."""
     from cme_pipeline.evidence.audit import COLUMNS, audit_runs
+    from cme_pipeline.home import open_home
 
-    rows = audit_runs(settings)
+    rows = audit_runs(settings, open_home(settings).keys)
     if rows is None:
         if args.format == "json":
             sys.stdout.write("[]\n")

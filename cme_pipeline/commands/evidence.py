@@ -39,8 +39,9 @@ def _codes(spec: str | None) -> list[str] | None:
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Print an OK summary (exit 0) or one problem per line on stderr (exit 1)."""
     from cme_pipeline.evidence import verify
+    from cme_pipeline.home import open_home
 
-    report = verify(settings, args.run, _codes(args.la))
+    report = verify(settings, open_home(settings).keys, args.run, _codes(args.la))
     for note in report.notes:
         sys.stdout.write(f"note: {note}\n")
     if report.ok:
@@ -56,19 +57,21 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
 def run_public_key(args: argparse.Namespace, settings: Settings) -> int:
     """Write the LA's evidence verification key (PEM) on stdout."""
     from cme_pipeline.areas import LA_NAMES
-    from cme_pipeline.crypto import FileKeyStore, signing
+    from cme_pipeline.crypto import signing
+    from cme_pipeline.home import open_home
 
     if args.la not in LA_NAMES:
         raise UsageError(f"unknown LA code {args.la!r:.20}")
-    sys.stdout.write(signing.public_key_pem(FileKeyStore(settings.keys_dir), args.la).decode())
+    sys.stdout.write(signing.public_key_pem(open_home(settings).keys, args.la).decode())
     return 0
 
 
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
     """Render one run's DPO report and print its path."""
     from cme_pipeline.evidence import render_report
+    from cme_pipeline.home import open_home
 
-    sys.stdout.write(f"{render_report(settings, args.la, args.run)}\n")
+    sys.stdout.write(f"{render_report(settings, open_home(settings).keys, args.la, args.run)}\n")
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
@@ -88,10 +87,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _write_atomically(pairs: pd.DataFrame, out: Path) -> None:
     """Write under a temporary name beside ``out``, then rename: a full disk or a kill mid-write
     leaves no half a pairs file that could be taken for the whole."""
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    from cme_pipeline.durable import write_atomic
+
     try:
-        pairs.to_csv(partial, index=False, float_format="%.6f")
-        os.replace(partial, out)
+        write_atomic(out, pairs.to_csv(index=False, float_format="%.6f").encode())
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise UsageError(f"cannot write {out}: {exc.strerror}") from None

@@ -22,10 +22,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print the retained set (to the officer's terminal only; nothing is logged)."""
     from cme_pipeline.commands.review import one_la
-    from cme_pipeline.minimise import list_retained
-    from cme_pipeline.review import render_pack, visible
+    from cme_pipeline.home import open_home
+    from cme_pipeline.la.minimise import list_retained
+    from cme_pipeline.la.review import render_pack, visible
 
-    frame = list_retained(settings, one_la(args.la), args.run)
+    frame = list_retained(open_home(settings), one_la(args.la), args.run)
     frame = frame.astype(object).where(frame.notna(), "")
     if args.format == "csv":
         sys.stdout.write(render_pack(frame, "csv"))

@@ -41,40 +41,43 @@ def one_la(spec: str) -> str:
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     """Write the pack; print its path and record count."""
-    from cme_pipeline.review import export_pack
+    from cme_pipeline.home import open_home
+    from cme_pipeline.la.review import export_pack
 
-    path, count = export_pack(settings, one_la(args.la), args.out)
+    path, count = export_pack(open_home(settings), one_la(args.la), args.out)
     sys.stdout.write(f"review pack: {count} possible match(es) -> {path}\n")
     return 0
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
     """Print a decrypted pack (formula-safe CSV or escaped HTML) for the analyst."""
-    from cme_pipeline.review import read_pack, render_pack
+    from cme_pipeline.home import open_home
+    from cme_pipeline.la.review import read_pack, render_pack
 
     if not args.pack.is_file():
         raise UsageError(f"review pack {args.pack.name} does not exist")
-    sys.stdout.write(render_pack(read_pack(settings, one_la(args.la), args.pack), args.format))
+    sys.stdout.write(render_pack(read_pack(open_home(settings), one_la(args.la), args.pack), args.format))
     return 0
 
 
 def run_apply(args: argparse.Namespace, settings: Settings) -> int:
     """Apply decisions all-or-nothing; print the counts."""
-    from cme_pipeline.review import apply_decisions, read_decisions
+    from cme_pipeline import evidence
+    from cme_pipeline.home import open_home
+    from cme_pipeline.la.review import apply_decisions, read_decisions
 
     if not args.decisions.is_file():
         raise UsageError(f"decisions file {args.decisions.name} does not exist")
-    from cme_pipeline import evidence
-
     la_code = one_la(args.la)
-    result = apply_decisions(settings, la_code, read_decisions(args.decisions), dt.date.today())
+    home = open_home(settings)
+    result = apply_decisions(home, la_code, read_decisions(args.decisions), dt.date.today())
     # An analyst's action, not an Airflow run: its own run id, recorded and checkpointed at once.
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     evidence.record(settings, la_code, f"{evidence.REVIEW_RUN_PREFIX}{now}", "reviewed", {
         "confirmed_matches_deleted": result.confirmed_matches, "rejected_now_unmatched": result.rejected,
         "decisions_file_sha256": hashlib.sha256(args.decisions.read_bytes()).hexdigest(),
     })
-    evidence.checkpoint(settings, la_code)
+    evidence.checkpoint(settings, home.keys, la_code)
     sys.stdout.write(
         f"confirmed matches deleted: {result.confirmed_matches}; rejected, now unmatched: {result.rejected}\n"
     )

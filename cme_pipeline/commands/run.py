@@ -10,9 +10,8 @@ from cme_pipeline.areas import parse_la_codes
 from cme_pipeline.config import Settings
 from cme_pipeline.errors import CmeError
 from cme_pipeline.pipeline.lock import home_lock
-from cme_pipeline.pipeline.runs import waiting_deliveries
-from cme_pipeline.pipeline.summary import LaOutcome, la_outcome
 from cme_pipeline.progress import say
+from cme_pipeline.runs import LaOutcome, la_outcome, waiting_deliveries
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -20,11 +20,10 @@ from cme_pipeline.crypto.envelope import (
     nhs_tagger,
     retained_cipher,
 )
-from cme_pipeline.crypto.keystore import FileKeyStore, KeyStore
+from cme_pipeline.crypto.keystore import KeyStore
 
 __all__ = [
     "DELIVERY_SUFFIX",
-    "FileKeyStore",
     "KeyStore",
     "Manifest",
     "NhsTagger",

@@ -5,10 +5,10 @@ Key material never leaves ``crypto/``: callers ask for operations (seal, open, s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
+from cme_pipeline.durable import DIR_MODE, shred_file, write_atomic
 from cme_pipeline.errors import KeyUnavailable
 
 
@@ -43,6 +43,8 @@ class FileKeyStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        root.chmod(DIR_MODE)  # whatever the umask or an earlier version left
 
     def _path(self, name: str) -> Path:
         parts = name.split("/")
@@ -64,45 +66,16 @@ class FileKeyStore:
 
     def put(self, name: str, secret: bytes) -> None:
         """Store a new secret atomically; refuse to overwrite one that exists."""
-        path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, secret)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if the key exists: keys are never silently replaced
+            write_atomic(self._path(name), secret, exclusive=True)
         except FileExistsError:
             raise KeyUnavailable(f"key {name} already exists; refusing to overwrite it") from None
-        finally:
-            tmp.unlink()
-        _fsync_dir(path.parent)
 
     def destroy(self, name: str) -> bool:
         """Overwrite and unlink the key file; True if it existed."""
-        path = self._path(name)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return False
-        with open(path, "r+b", buffering=0) as fh:
-            fh.write(os.urandom(max(size, 1)))
-            os.fsync(fh.fileno())
-        path.unlink()
-        _fsync_dir(path.parent)
-        return True
+        return shred_file(self._path(name))
 
 
 def _safe(part: str) -> bool:
     return all(c.isascii() and (c.isalnum() or c in "_.-") for c in part)
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

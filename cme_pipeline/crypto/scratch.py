@@ -7,7 +7,6 @@ for the run and is destroyed when the run ends, so the scratch is unreadable aft
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cme_pipeline.crypto.keystore import KeyStore
+from cme_pipeline.durable import write_atomic
 from cme_pipeline.errors import IntegrityError
 
 
@@ -38,14 +38,7 @@ def write_sealed(keys: KeyStore, key_name: str, path: Path, data: bytes) -> None
         data: the plaintext.
     """
     nonce = secrets.token_bytes(12)
-    sealed = nonce + AESGCM(_key(keys, key_name)).encrypt(nonce, data, path.name.encode())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(sealed)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, nonce + AESGCM(_key(keys, key_name)).encrypt(nonce, data, path.name.encode()))
 
 
 def read_sealed(keys: KeyStore, key_name: str, path: Path) -> bytes:

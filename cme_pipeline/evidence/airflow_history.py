@@ -22,7 +22,7 @@ from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.chain import TERMINAL_EVENTS
 from cme_pipeline.evidence.ledger import REVIEW_RUN_PREFIX
-from cme_pipeline.pipeline.runs import RunPaths, read_state
+from cme_pipeline.runs import RunPaths, read_state
 
 MATCHING_DAG = "cme_matching"
 EVIDENCE_DAGS = ("cme_matching", "cme_retention")

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cme_pipeline.config import Settings
+from cme_pipeline.crypto import KeyStore
 from cme_pipeline.evidence.airflow_history import AirflowRun, load_runs, run_las
 from cme_pipeline.evidence.ledger import read_entries
 from cme_pipeline.evidence.verify import VerifyReport, evidence_las, verify
-from cme_pipeline.pipeline.summary import la_outcome
+from cme_pipeline.runs import la_outcome
 
 COLUMNS = ("run_id", "dag_id", "trigger", "triggered_by", "start", "end", "state", "la_outcomes", "evidence")
 
@@ -33,16 +34,17 @@ class AuditRow:
         return {c: getattr(self, c) for c in COLUMNS}
 
 
-def audit_runs(settings: Settings) -> list[AuditRow] | None:
+def audit_runs(settings: Settings, keys: KeyStore) -> list[AuditRow] | None:
     """Every run of our DAGs with its outcome per LA and evidence status; None without history.
 
     Args:
         settings: the home.
+        keys: the key store holding each LA's evidence verification key.
     """
     history = load_runs(settings)
     if history is None:
         return None
-    report = verify(settings)
+    report = verify(settings, keys)
     ledger_runs: dict[str, set[str]] = {}
     for code in evidence_las(settings):
         for entry in read_entries_safely(settings, code):

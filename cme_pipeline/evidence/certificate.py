@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cme_pipeline import durable
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, signing
+from cme_pipeline.crypto import KeyStore, signing
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.ledger import check_facts, tip
@@ -69,7 +70,7 @@ def read_certificate(path: Path) -> dict[str, Any]:
     return body
 
 
-def issue_certificate(settings: Settings, la_code: str, run_id: str, facts: CertificateFacts) -> Path:
+def issue_certificate(settings: Settings, keys: KeyStore, la_code: str, run_id: str, facts: CertificateFacts) -> Path:
     """Write the run's signed deletion certificate; return its path.
 
     Idempotent: if the run already has a certificate stating the same facts, it is returned
@@ -77,6 +78,7 @@ def issue_certificate(settings: Settings, la_code: str, run_id: str, facts: Cert
 
     Args:
         settings: the home.
+        keys: the key store holding the LA's evidence signing key.
         la_code: the LA.
         run_id: the Airflow run id.
         facts: what the certificate states.
@@ -94,7 +96,6 @@ def issue_certificate(settings: Settings, la_code: str, run_id: str, facts: Cert
                 return path
             raise CmeError(f"{la_code} run {run_id}: a certificate with different figures exists; not replacing it")
         size, head_hash = tip(files.read_lines(files.ledger_file(settings, la_code)))
-        keys = FileKeyStore(settings.keys_dir)
         body: dict[str, Any] = {
             "format": FORMAT,
             "la_code": la_code,
@@ -107,5 +108,5 @@ def issue_certificate(settings: Settings, la_code: str, run_id: str, facts: Cert
             "key_id": signing.ensure_evidence_key(keys, la_code),
         }
         _, body["signature"] = signing.sign(keys, la_code, signed_payload(body))
-        files.write_atomic(path, json.dumps(body, indent=1, sort_keys=True).encode() + b"\n")
+        durable.write_atomic(path, json.dumps(body, indent=1, sort_keys=True).encode() + b"\n")
     return path

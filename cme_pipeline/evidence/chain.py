@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, signing
+from cme_pipeline.crypto import KeyStore, signing
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.checkpoints import read_checkpoints, signed_payload
 from cme_pipeline.evidence.ledger import entry_hash
@@ -28,19 +28,20 @@ class ChainResult:
     checkpoints: int = 0
 
 
-def check_chain(settings: Settings, la_code: str, open_runs: frozenset[str] = frozenset()) -> ChainResult:
+def check_chain(settings: Settings, keys: KeyStore, la_code: str, open_runs: frozenset[str] = frozenset()) -> ChainResult:
     """Check the LA's ledger and checkpoints.
 
     Args:
         settings: the home.
+        keys: the key store holding the LA's evidence verification key.
         la_code: the LA.
         open_runs: runs still in progress, whose entries may not be covered by a checkpoint yet.
     """
     result = ChainResult(la_code)
     _check_entries(settings, la_code, result)
-    _check_checkpoints(settings, la_code, result, open_runs)
+    _check_checkpoints(settings, keys, la_code, result, open_runs)
     pem = files.public_key_file(settings, la_code)
-    if pem.is_file() and not signing.matches_public_pem(FileKeyStore(settings.keys_dir), la_code, pem.read_bytes()):
+    if pem.is_file() and not signing.matches_public_pem(keys, la_code, pem.read_bytes()):
         result.problems.append(f"{la_code} exported verification key does not match the LA's evidence key (replaced)")
     return result
 
@@ -100,9 +101,8 @@ def _check_order(where: str, result: ChainResult) -> None:
         result.problems.append(f"{where}: entries out of order (line {line_no} holds entry {found})")
 
 
-def _check_checkpoints(settings: Settings, la_code: str, result: ChainResult, open_runs: frozenset[str]) -> None:
+def _check_checkpoints(settings: Settings, keys: KeyStore, la_code: str, result: ChainResult, open_runs: frozenset[str]) -> None:
     where = f"{la_code}"
-    keys = FileKeyStore(settings.keys_dir)
     entries = result.entries
     covered = 0
     last_size = 0

@@ -11,8 +11,9 @@ import datetime as dt
 import json
 from typing import Any
 
+from cme_pipeline import durable
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, signing
+from cme_pipeline.crypto import KeyStore, signing
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.ledger import tip
 
@@ -41,11 +42,12 @@ def read_checkpoints(settings: Settings, la_code: str) -> list[dict[str, Any]]:
     return out
 
 
-def checkpoint(settings: Settings, la_code: str) -> None:
+def checkpoint(settings: Settings, keys: KeyStore, la_code: str) -> None:
     """Sign the ledger's current size and head hash; do nothing if the last checkpoint says the same.
 
     Args:
         settings: the home.
+        keys: the key store holding the LA's evidence signing key.
         la_code: the LA whose ledger it is.
     """
     with files.locked(settings, la_code):
@@ -53,7 +55,6 @@ def checkpoint(settings: Settings, la_code: str) -> None:
         existing = read_checkpoints(settings, la_code)
         if existing and existing[-1].get("size") == size and existing[-1].get("head_hash") == head_hash:
             return
-        keys = FileKeyStore(settings.keys_dir)
         body: dict[str, Any] = {
             "n": len(existing) + 1,
             "la_code": la_code,
@@ -63,8 +64,8 @@ def checkpoint(settings: Settings, la_code: str) -> None:
             "key_id": signing.ensure_evidence_key(keys, la_code),
         }
         _, body["signature"] = signing.sign(keys, la_code, signed_payload(body))
-        files.append_line(files.checkpoints_file(settings, la_code), files.canonical(body))
+        durable.append_line(files.checkpoints_file(settings, la_code), files.canonical(body))
         # The DPO and auditors verify with this copy, without access to the key store.
         pem = files.public_key_file(settings, la_code)
         if not pem.exists():
-            files.write_atomic(pem, signing.public_key_pem(keys, la_code))
+            durable.write_atomic(pem, signing.public_key_pem(keys, la_code))

@@ -1,7 +1,7 @@
 """Where an LA's evidence lives, canonical JSON, and durable writes.
 
 Evidence must survive a crash at any instant: whole files are written to a temporary name,
-synced and renamed; ledger lines are appended with one write and synced.
+synced and renamed; ledger lines are appended with one write and synced (``durable``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cme_pipeline.config import Settings
-from cme_pipeline.pipeline.runs import run_key
+from cme_pipeline.runs import run_key
 
 GENESIS_HASH = "0" * 64
 
@@ -75,33 +75,6 @@ def locked(settings: Settings, la_code: str) -> Iterator[None]:
         os.close(fd)
 
 
-def append_line(path: Path, line: bytes) -> None:
-    """Append one line with a single write, then sync the file (and the directory if new)."""
-    new = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if new:
-        _fsync_dir(path.parent)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file via a synced temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def read_lines(path: Path) -> list[bytes]:
     """The non-empty lines of a JSON-lines file (empty list if absent)."""
     try:
@@ -110,10 +83,3 @@ def read_lines(path: Path) -> list[bytes]:
         return []
     return [line for line in raw.split(b"\n") if line.strip()]
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

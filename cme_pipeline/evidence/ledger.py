@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from cme_pipeline import __version__
+from cme_pipeline import __version__, durable
 from cme_pipeline.config import Settings
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import files
@@ -179,4 +179,4 @@ def record(settings: Settings, la_code: str, run_id: str, event: str, facts: Map
             "prev_hash": str(last["hash"]) if last else files.GENESIS_HASH,
         }
         entry["hash"] = entry_hash(entry)
-        files.append_line(files.ledger_file(settings, la_code), files.canonical(entry))
+        durable.append_line(files.ledger_file(settings, la_code), files.canonical(entry))

@@ -11,8 +11,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from cme_pipeline import durable
 from cme_pipeline.areas import LA_NAMES
 from cme_pipeline.config import Settings
+from cme_pipeline.crypto import KeyStore
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import certificate as cert
 from cme_pipeline.evidence import charts, files
@@ -51,11 +53,12 @@ def _figure(name: str, label: str, value: Any) -> str:
     return f'<tr><th>{escape(label)}</th><td class="n" data-figure="{escape(name)}">{shown}</td></tr>'
 
 
-def render_report(settings: Settings, la_code: str, run_id: str) -> Path:
+def render_report(settings: Settings, keys: KeyStore, la_code: str, run_id: str) -> Path:
     """Write the DPO report of one run and LA from the ledger and certificate; return its path.
 
     Args:
         settings: the home.
+        keys: the key store holding the LA's evidence verification key.
         la_code: the LA.
         run_id: the Airflow run id.
 
@@ -69,7 +72,7 @@ def render_report(settings: Settings, la_code: str, run_id: str) -> Path:
     certificate = cert.read_certificate(path) if path.is_file() else None
     # The run is still open while its report is drawn (the checkpoint follows), and Airflow's
     # history is checked by `cme evidence verify`, not here.
-    status = verify(settings, run_id, [la_code], airflow=False, open_runs=frozenset({run_id}))
+    status = verify(settings, keys, run_id, [la_code], airflow=False, open_runs=frozenset({run_id}))
     body = "\n".join([
         _heading(la_code, run_id, entries),
         _verification(status.ok, status.problems),
@@ -83,7 +86,7 @@ def render_report(settings: Settings, la_code: str, run_id: str) -> Path:
         f"<body>\n{body}\n</body></html>\n"
     )
     target = files.report_file(settings, la_code, run_id)
-    files.write_atomic(target, page.encode())
+    durable.write_atomic(target, page.encode())
     return target
 
 

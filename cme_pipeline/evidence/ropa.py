@@ -11,9 +11,8 @@ import datetime as dt
 from html import escape
 from pathlib import Path
 
-from cme_pipeline import __version__
+from cme_pipeline import __version__, durable
 from cme_pipeline.config import Settings
-from cme_pipeline.evidence import files
 from cme_pipeline.evidence.ledger import config_hash
 from cme_pipeline.evidence.report import CSS
 from cme_pipeline.schemas import HEALTH_EXTRACT_FIELDS, REGISTER_LABELS, RETAINED_META
@@ -103,5 +102,5 @@ def render_ropa(settings: Settings) -> Path:
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Record of processing</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(section) + "\n</body></html>\n")
     target = ropa_file(settings)
-    files.write_atomic(target, page.encode())
+    durable.write_atomic(target, page.encode())
     return target

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, signing
+from cme_pipeline.crypto import KeyStore, signing
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import certificate as cert
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.chain import check_chain
-from cme_pipeline.pipeline.runs import run_key
+from cme_pipeline.runs import run_key
 
 
 @dataclass
@@ -78,12 +78,13 @@ def ledger_facts(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def check_certificates(
-    settings: Settings, la_code: str, entries: list[dict[str, Any]], run_id: str | None = None
+    settings: Settings, keys: KeyStore, la_code: str, entries: list[dict[str, Any]], run_id: str | None = None
 ) -> tuple[list[str], int]:
     """Check every certificate (or one run's) against its signature and the ledger.
 
     Args:
         settings: the home.
+        keys: the key store holding the LA's evidence verification key.
         la_code: the LA.
         entries: the LA's ledger entries in file order.
         run_id: only this run, if given.
@@ -92,7 +93,6 @@ def check_certificates(
         The problem lines and the number of certificates checked.
     """
     problems: list[str] = []
-    keys = FileKeyStore(settings.keys_dir)
     folder = files.certificates_dir(settings, la_code)
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if run_id is not None:
@@ -114,7 +114,7 @@ def check_certificates(
 
 
 def _check_one(
-    settings: Settings, la_code: str, keys: FileKeyStore, path: Any,
+    settings: Settings, la_code: str, keys: KeyStore, path: Any,
     entries: list[dict[str, Any]], by_run: dict[str, list[dict[str, Any]]],
 ) -> list[str]:
     try:
@@ -151,13 +151,14 @@ def _check_one(
 
 
 def verify(
-    settings: Settings, run_id: str | None = None, la_codes: Iterable[str] | None = None,
+    settings: Settings, keys: KeyStore, run_id: str | None = None, la_codes: Iterable[str] | None = None,
     *, airflow: bool = True, open_runs: frozenset[str] = frozenset(),
 ) -> VerifyReport:
     """Verify the evidence of every LA (or the given ones), optionally for one run.
 
     Args:
         settings: the home.
+        keys: the key store holding each LA's evidence verification key.
         run_id: check only this run's certificates and Airflow record (the chain is always
             checked whole, since one broken link anywhere breaks everything after it).
         la_codes: the LAs to check (default: every LA with evidence under the home).
@@ -178,11 +179,11 @@ def verify(
             open_runs = open_runs | {r.run_id for r in history if not r.finished}
     ledgers: dict[str, list[dict[str, Any]]] = {}
     for code in codes:
-        chain = check_chain(settings, code, open_runs)
+        chain = check_chain(settings, keys, code, open_runs)
         ledgers[code] = chain.entries
         report.problems += chain.problems
         report.notes += chain.notes
-        problems, count = check_certificates(settings, code, chain.entries, run_id)
+        problems, count = check_certificates(settings, keys, code, chain.entries, run_id)
         report.problems += problems
         report.las += 1
         report.entries += len(chain.entries)

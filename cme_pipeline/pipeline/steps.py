@@ -2,6 +2,8 @@
 
 Every step is idempotent for its run: it reads and writes only the run's partition and state
 file, so Airflow may retry any of them. Nothing personal is returned, logged or written in plain.
+Each step builds a ``RunContext`` from the composition root (``home.py``) and works only through it.
+Module-level imports stay light: DAG files import this module at parse time to name the steps.
 """
 
 from __future__ import annotations
@@ -10,24 +12,16 @@ import datetime as dt
 import io
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from cme_pipeline import evidence as proof
-from cme_pipeline import quality
 from cme_pipeline.areas import parse_la_codes
 from cme_pipeline.config import Settings, load_settings
-from cme_pipeline.crypto import FileKeyStore
-from cme_pipeline.crypto.scratch import read_sealed, write_sealed
 from cme_pipeline.errors import CmeError, DeliveryRejected
-from cme_pipeline.pipeline.runs import (
-    RunPaths,
-    read_state,
-    shred_file,
-    update_state,
-    waiting_deliveries,
-)
-from cme_pipeline.school_age import academic_year_start
+from cme_pipeline.runs import RunPaths, read_state, update_state, waiting_deliveries
+
+if TYPE_CHECKING:
+    from cme_pipeline.home import Home
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +31,69 @@ Params = Mapping[str, Any] | None
 
 
 def _settings(params: Params) -> Settings:
+    """Settings from the environment, with the run's thresholds where its Params give them.
+
+    A threshold of 0 is a value, not "unset": only a missing or null Param falls back.
+    """
     settings = load_settings()
-    if not params:
-        return settings
+    given = params or {}
+    match_at, possible_at = given.get("match_threshold"), given.get("possible_threshold")
     return replace(
         settings,
-        match_threshold=float(params.get("match_threshold") or settings.match_threshold),
-        possible_threshold=float(params.get("possible_threshold") or settings.possible_threshold),
+        match_threshold=settings.match_threshold if match_at is None else float(match_at),
+        possible_threshold=settings.possible_threshold if possible_at is None else float(possible_at),
     )
 
 
-def _context(la_code: str, run_id: str | None, params: Params) -> tuple[Settings, RunPaths, dict[str, Any]]:
+@dataclass(frozen=True)
+class RunContext:
+    """What a step of one LA's run works with: the home's services, the run's settings and partition."""
+
+    home: Home  # imported lazily at run time: it pulls in SQLAlchemy, which DAG parsing must not
+    la_code: str
+    run_id: str
+    paths: RunPaths
+
+    @property
+    def settings(self) -> Settings:
+        """The run's settings (thresholds from its Params)."""
+        return self.home.settings
+
+    def state(self) -> dict[str, Any]:
+        """The run's state so far."""
+        return read_state(self.paths)
+
+    def record(self, event: str, facts: Mapping[str, Any]) -> None:
+        """Append an evidence ledger entry for this run."""
+        from cme_pipeline import evidence
+
+        evidence.record(self.settings, self.la_code, self.run_id, event, dict(facts))
+
+    def checkpoint(self) -> None:
+        """Sign a checkpoint of the LA's ledger."""
+        from cme_pipeline import evidence
+
+        evidence.checkpoint(self.settings, self.home.keys, self.la_code)
+
+
+def _context(la_code: str, run_id: str | None, params: Params) -> RunContext:
     if not run_id:
         raise CmeError("a step needs the Airflow run id")
-    settings = _settings(params)
-    paths = RunPaths(settings, la_code, run_id)
-    return settings, paths, read_state(paths)
+    from cme_pipeline.home import open_home
+
+    home = open_home(_settings(params))
+    return RunContext(home, la_code, run_id, home.run(la_code, run_id))
 
 
-def _suites(paths: RunPaths, step: str, outcomes: list[quality.SuiteOutcome]) -> None:
-    """Keep PII-free suite outcomes for the evidence report, per step of the run."""
-    quality.write_results(paths.settings, paths.la_code, f"{paths.run_id}#{step}", outcomes)
-    state = read_state(paths)
-    suites = dict(state.get("suites", {}))
+def _suites(ctx: RunContext, step: str, outcomes: list[Any]) -> None:
+    """Keep PII-free suite outcomes (``quality.SuiteOutcome``) for the evidence report, per step."""
+    from cme_pipeline import quality
+
+    quality.write_results(ctx.settings, ctx.la_code, f"{ctx.run_id}#{step}", outcomes)
+    suites = dict(ctx.state().get("suites", {}))
     for outcome in outcomes:
         suites[f"{outcome.suite} ({outcome.subject})"] = bool(outcome.success)
-    update_state(paths, suites=suites)
+    update_state(ctx.paths, suites=suites)
 
 
 def plan(params: Mapping[str, Any]) -> list[str]:
@@ -74,67 +105,68 @@ def plan(params: Mapping[str, Any]) -> list[str]:
 
 def open_delivery(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Verify, decrypt in memory, validate and stage the LA's oldest waiting delivery."""
-    from cme_pipeline import intake, minimise
+    from cme_pipeline import quality
+    from cme_pipeline.la import intake, minimise
+    from cme_pipeline.school_age import academic_year_start
 
-    settings, paths, state = _context(la_code, run_id, params)
-    assert run_id is not None
+    ctx = _context(la_code, run_id, params)
+    state = ctx.state()
     if "delivery_id" in state:  # a retry: already staged for this run
         return {"la_code": la_code, "delivery_id": state["delivery_id"], "received": state["received"]}
-    update_state(paths, run_id=run_id)
-    waiting = waiting_deliveries(settings, la_code)
+    update_state(ctx.paths, run_id=ctx.run_id)
+    waiting = waiting_deliveries(ctx.settings, la_code)
     if not waiting:
         raise CmeError(f"LA {la_code}: no delivery waiting in the inbox")
     year = int((params or {}).get("academic_year") or academic_year_start(dt.date.today()))
     try:
-        opened = intake.open_delivery_file(settings, la_code, waiting[0], year)
+        opened = intake.open_delivery_file(ctx.home, la_code, waiting[0], year)
     except DeliveryRejected as exc:
         facts = {"delivery_file": waiting[0].name, "check": exc.check}
         facts |= {k: v for k, v in dict(getattr(exc, "details", {}) or {}).items() if k != "reason"}
-        proof.record(settings, la_code, run_id, "delivery_rejected", facts)
-        update_state(paths, rejected=exc.reason, check=exc.check, delivery_file=waiting[0].name)
+        ctx.record("delivery_rejected", facts)
+        update_state(ctx.paths, rejected=exc.reason, check=exc.check, delivery_file=waiting[0].name)
         raise
     manifest = opened.manifest
-    proof.record(settings, la_code, run_id, "delivery_received", {
+    ctx.record("delivery_received", {
         "delivery_id": manifest.delivery_id,
         "delivery_sha256": manifest.plaintext_sha256,
         "rows": manifest.row_count,
         "extract_date": manifest.extract_date,
     })
-    proof.record(settings, la_code, run_id, "delivery_validated", quality.facts(opened.validation))
-    _suites(paths, "delivery", [opened.validation])
+    ctx.record("delivery_validated", quality.facts(opened.validation))
+    _suites(ctx, "delivery", [opened.validation])
     # A run that died (killed, or abandoned) may have left this delivery part-processed: the
     # encrypted delivery in the inbox is still the source of truth, so start again from it.
-    minimise.discard_delivery(settings, la_code, manifest.delivery_id)
-    staged = minimise.stage_delivery(settings, la_code, manifest.delivery_id, opened.extract)
-    state = update_state(
-        paths,
+    minimise.discard_delivery(ctx.home, la_code, manifest.delivery_id)
+    received = minimise.stage_delivery(ctx.home, la_code, manifest.delivery_id, opened.extract)
+    update_state(
+        ctx.paths,
         delivery_id=manifest.delivery_id,
         delivery_file=waiting[0].name,
         delivery_sha256=manifest.plaintext_sha256,
-        received=len(opened.extract),
+        received=received,
         year_start=year,
     )
-    log.info("LA %s: staged %d records of delivery %s", la_code, len(opened.extract), manifest.delivery_id)
-    del staged
-    return {"la_code": la_code, "delivery_id": state["delivery_id"], "received": state["received"]}
+    log.info("LA %s: staged %d records of delivery %s", la_code, received, manifest.delivery_id)
+    return {"la_code": la_code, "delivery_id": manifest.delivery_id, "received": received}
+
+
+def _registers(ctx: RunContext) -> dict[str, Any]:
+    from cme_pipeline.store import load_registers
+
+    return load_registers(ctx.home.store(ctx.la_code), ctx.la_code)
 
 
 def check_registers(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Load the LA's registers and validate them; return their sizes."""
-    from cme_pipeline.store import load_registers, open_la_store
+    from cme_pipeline import quality
 
-    settings, paths, _ = _context(la_code, run_id, params)
-    assert run_id is not None
-    engine = open_la_store(settings, la_code)
-    try:
-        registers = load_registers(engine, la_code)
-    finally:
-        engine.dispose()
-    outcomes = quality.validate_registers(registers)
-    _suites(paths, "registers", outcomes)
+    ctx = _context(la_code, run_id, params)
+    registers = _registers(ctx)
+    _suites(ctx, "registers", quality.validate_registers(registers))
     sizes = {source: len(frame) for source, frame in registers.items()}
-    proof.record(settings, la_code, run_id, "registers_validated", {"register_rows": sizes})
-    update_state(paths, register_sizes=sizes)
+    ctx.record("registers_validated", {"register_rows": sizes})
+    update_state(ctx.paths, register_sizes=sizes)
     return {"la_code": la_code, **sizes}
 
 
@@ -142,17 +174,14 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Match every staged health record against every register; seal the outcomes for minimise."""
     import numpy as np
 
-    from cme_pipeline import matching, minimise
-    from cme_pipeline.store import load_registers, open_la_store
+    from cme_pipeline import matching, quality
+    from cme_pipeline.crypto.scratch import write_sealed
+    from cme_pipeline.la import minimise
 
-    settings, paths, state = _context(la_code, run_id, params)
-    assert run_id is not None
-    staged = minimise.load_staged(settings, la_code, state["delivery_id"])
-    engine = open_la_store(settings, la_code)
-    try:
-        registers = load_registers(engine, la_code)
-    finally:
-        engine.dispose()
+    ctx = _context(la_code, run_id, params)
+    settings, state = ctx.settings, ctx.state()
+    staged = minimise.load_staged(ctx.home, la_code, state["delivery_id"])
+    registers = _registers(ctx)
     config = matching.LinkConfig(
         match_threshold=settings.match_threshold, possible_threshold=settings.possible_threshold
     )
@@ -160,15 +189,15 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     outcomes = matching.match_registers(
         health, {s: matching.register_to_canonical(f) for s, f in registers.items()}, config
     )
-    del staged, health
+    del staged, health  # plaintext health data: drop it as soon as it is no longer needed
     outcome = quality.validate_match_output(
         outcomes, state["received"], {s: len(f) for s, f in registers.items()},
         settings.match_threshold, settings.possible_threshold,
     )
-    _suites(paths, "match_output", [outcome])
+    _suites(ctx, "match_output", [outcome])
     buffer = io.StringIO()
     outcomes.to_csv(buffer, index=False)
-    write_sealed(FileKeyStore(settings.keys_dir), paths.scratch_key, paths.outcomes_file, buffer.getvalue().encode())
+    write_sealed(ctx.home.keys, ctx.paths.scratch_key, ctx.paths.outcomes_file, buffer.getvalue().encode())
     counts = outcomes["outcome"].value_counts().to_dict()
     matched = outcomes[outcomes["outcome"] == "matched"]
     histogram, _ = np.histogram(outcomes["probability"].fillna(0.0), bins=PROBABILITY_BINS)
@@ -182,25 +211,35 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
         "match_threshold": settings.match_threshold,
         "possible_threshold": settings.possible_threshold,
     }
-    proof.record(settings, la_code, run_id, "matched", facts)
-    update_state(paths, **{k: facts[k] for k in ("matched", "possible", "unmatched", "matched_by_register")})
+    ctx.record("matched", facts)
+    update_state(ctx.paths, **{k: facts[k] for k in ("matched", "possible", "unmatched", "matched_by_register")})
     return {"la_code": la_code, "matched": facts["matched"], "possible": facts["possible"], "unmatched": facts["unmatched"]}
 
 
-def _outcomes(settings: Settings, paths: RunPaths) -> Any:
+def _outcomes(ctx: RunContext) -> Any:
     import pandas as pd
 
-    raw = read_sealed(FileKeyStore(settings.keys_dir), paths.scratch_key, paths.outcomes_file)
+    from cme_pipeline.crypto.scratch import read_sealed
+
+    raw = read_sealed(ctx.home.keys, ctx.paths.scratch_key, ctx.paths.outcomes_file)
     return pd.read_csv(io.BytesIO(raw), dtype={"health_record_id": str, "register": str, "register_record_id": str},
                        keep_default_na=False, na_values={"probability": [""]})
 
 
+def _shred_scratch(ctx: RunContext) -> None:
+    from cme_pipeline.durable import shred_file
+
+    ctx.home.keys.destroy(ctx.paths.scratch_key)
+    shred_file(ctx.paths.outcomes_file)
+
+
 def minimise(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Delete matched children's health data, retain the rest re-encrypted, destroy the data key."""
-    from cme_pipeline import minimise as minimisation
+    from cme_pipeline import quality
+    from cme_pipeline.la import minimise as minimisation
 
-    settings, paths, state = _context(la_code, run_id, params)
-    assert run_id is not None
+    ctx = _context(la_code, run_id, params)
+    state = ctx.state()
     today = dt.date.today()
     checked: list[quality.SuiteOutcome] = []
 
@@ -209,53 +248,53 @@ def minimise(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
         checked.append(quality.validate_retained(retained, matched_numbers, today))
 
     result = minimisation.minimise(
-        settings, la_code, state["delivery_id"], run_id, _outcomes(settings, paths),
+        ctx.home, la_code, state["delivery_id"], ctx.run_id, _outcomes(ctx),
         verify_retained=check_before_sealing, today=today,
     )
     if checked:
-        _suites(paths, "retained_before_sealing", checked)
+        _suites(ctx, "retained_before_sealing", checked)
     counts = {
         "received": result.received, "matched": result.matched, "possible": result.possible,
         "unmatched": result.unmatched, "retained": result.retained,
     }
-    proof.record(settings, la_code, run_id, "minimised", counts)
-    proof.record(settings, la_code, run_id, "key_destroyed", {
-        "data_key_id": result.data_key_id, "destroyed_at": result.key_destroyed_at,
-    })
-    proof.record(settings, la_code, run_id, "retained", {
-        "retained": result.retained, "retention_expiry": str(result.retention_expiry),
-    })
-    outcome = quality.validate_post_deletion(minimisation.staged_count(settings, la_code, state["delivery_id"]), counts)
-    _suites(paths, "post_deletion", [outcome])
-    update_state(paths, **counts, data_key_id=result.data_key_id, key_destroyed_at=result.key_destroyed_at,
+    ctx.record("minimised", counts)
+    ctx.record("key_destroyed", {"data_key_id": result.data_key_id, "destroyed_at": result.key_destroyed_at})
+    ctx.record("retained", {"retained": result.retained, "retention_expiry": str(result.retention_expiry)})
+    left = minimisation.staged_count(ctx.home, la_code, state["delivery_id"])
+    _suites(ctx, "post_deletion", [quality.validate_post_deletion(left, counts)])
+    update_state(ctx.paths, **counts, data_key_id=result.data_key_id, key_destroyed_at=result.key_destroyed_at,
                  retention_expiry=str(result.retention_expiry))
     return {"la_code": la_code, **counts}
 
 
 def check_retained(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Re-check what was sealed: only unmatched/possible children, allowed columns, no matched child."""
-    from cme_pipeline import minimise as minimisation
+    from cme_pipeline import quality
+    from cme_pipeline.la import minimise as minimisation
     from cme_pipeline.schemas import RETAINED
 
-    settings, paths, state = _context(la_code, run_id, params)
-    assert run_id is not None
-    retained = minimisation.list_retained(settings, la_code, run_id)
-    outcomes = _outcomes(settings, paths)
+    ctx = _context(la_code, run_id, params)
+    state = ctx.state()
+    retained = minimisation.list_retained(ctx.home, la_code, ctx.run_id)
+    outcomes = _outcomes(ctx)
     matched_ids = set(outcomes.loc[outcomes["outcome"] == "matched", "health_record_id"])
     view = retained[[*RETAINED, "health_record_id"]]
     outcome = quality.validate_retained(view, (), dt.date.today(), matched_record_ids=matched_ids)
     if len(retained) != state["retained"]:
         raise CmeError(f"LA {la_code}: {len(retained)} records sealed for this run, minimisation counted {state['retained']}")
-    _suites(paths, "retained", [outcome])
-    proof.record(settings, la_code, run_id, "retained_validated", quality.facts(outcome))
+    _suites(ctx, "retained", [outcome])
+    ctx.record("retained_validated", quality.facts(outcome))
     return {"la_code": la_code, "retained": len(retained)}
 
 
 def evidence(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Certificate, report and checkpoint; then shred the processed delivery and the run scratch."""
-    settings, paths, state = _context(la_code, run_id, params)
-    assert run_id is not None
-    certificate = proof.issue_certificate(settings, la_code, run_id, proof.CertificateFacts(
+    from cme_pipeline import evidence as proof
+    from cme_pipeline.durable import shred_file
+
+    ctx = _context(la_code, run_id, params)
+    settings, keys, state = ctx.settings, ctx.home.keys, ctx.state()
+    certificate = proof.issue_certificate(settings, keys, la_code, ctx.run_id, proof.CertificateFacts(
         delivery_id=state["delivery_id"],
         delivery_sha256=state["delivery_sha256"],
         received=state["received"],
@@ -271,45 +310,49 @@ def evidence(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
     ))
     # The delivery is encrypted to the LA's long-term key: keeping it would undo the shredding.
     shred_file(settings.inbox(la_code) / state["delivery_file"])
-    FileKeyStore(settings.keys_dir).destroy(paths.scratch_key)
-    shred_file(paths.outcomes_file)
-    proof.record(settings, la_code, run_id, "run_completed", {"certificate": certificate.name})
-    report = proof.render_report(settings, la_code, run_id)
-    proof.checkpoint(settings, la_code)
-    update_state(paths, completed=True, report=str(report), certificate=str(certificate))
+    _shred_scratch(ctx)
+    ctx.record("run_completed", {"certificate": certificate.name})
+    report = proof.render_report(settings, keys, la_code, ctx.run_id)
+    ctx.checkpoint()
+    update_state(ctx.paths, completed=True, report=str(report), certificate=str(certificate))
     return {"la_code": la_code, "completed": True}
 
 
 def abandon(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """A step failed: discard everything staged or retained by this run; keep the delivery."""
-    from cme_pipeline import minimise as minimisation
+    from cme_pipeline.la import minimise as minimisation
 
-    settings, paths, state = _context(la_code, run_id, params)
-    assert run_id is not None
+    ctx = _context(la_code, run_id, params)
+    state = ctx.state()
     if "rejected" in state:
-        proof.checkpoint(settings, la_code)
+        ctx.checkpoint()
         return {"la_code": la_code, "message": f"{la_code}: delivery rejected and quarantined: {state['rejected']}"}
     if state.get("completed"):
         return {"la_code": la_code, "message": f"{la_code}: work completed and certified, but a task failed afterwards"}
     if "delivery_id" in state:
-        minimisation.discard_delivery(settings, la_code, state["delivery_id"])
-    FileKeyStore(settings.keys_dir).destroy(paths.scratch_key)
-    shred_file(paths.outcomes_file)
+        minimisation.discard_delivery(ctx.home, la_code, state["delivery_id"])
+    _shred_scratch(ctx)
     failure = "a step failed; staged data discarded, delivery kept encrypted for a rerun"
-    update_state(paths, failure=failure)
-    proof.record(settings, la_code, run_id, "run_failed", {"delivery_id": state.get("delivery_id", "")})
-    proof.checkpoint(settings, la_code)
+    update_state(ctx.paths, failure=failure)
+    ctx.record("run_failed", {"delivery_id": state.get("delivery_id", "")})
+    ctx.checkpoint()
     return {"la_code": la_code, "message": f"{la_code}: {failure}"}
 
 
 def purge(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Purge expired retained and review records of one LA (the retention DAG)."""
-    from cme_pipeline import minimise as minimisation
+    from cme_pipeline import evidence as proof
+    from cme_pipeline.home import open_home
+    from cme_pipeline.la.retention import purge_expired
 
-    settings = _settings(params)
-    result = minimisation.purge_expired(settings, la_code, dt.date.today())
+    home = open_home(_settings(params))
+    result = purge_expired(home, la_code, dt.date.today())
     facts = {"purged_retained": result.retained, "purged_possible": result.possible}
     if run_id and (result.retained or result.possible):
-        proof.record(settings, la_code, run_id, "purged", facts)
-        proof.checkpoint(settings, la_code)
+        proof.record(home.settings, la_code, run_id, "purged", facts)
+        proof.checkpoint(home.settings, home.keys, la_code)
     return {"la_code": la_code, **facts}
+
+
+# The matching DAG's steps per LA, in order (the DAG file names these callables directly).
+MATCHING_STEPS = (open_delivery, check_registers, match, minimise, check_retained, evidence)

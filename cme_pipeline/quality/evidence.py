@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from cme_pipeline.config import Settings
-from cme_pipeline.pipeline.runs import run_key
+from cme_pipeline.durable import write_atomic
 from cme_pipeline.quality.results import SuiteOutcome
+from cme_pipeline.runs import run_key
 
 
 def write_results(settings: Settings, la_code: str, run_id: str, outcomes: Iterable[SuiteOutcome]) -> Path:
@@ -23,11 +23,7 @@ def write_results(settings: Settings, la_code: str, run_id: str, outcomes: Itera
         run_id: the Airflow run id.
         outcomes: what the suites returned, in the order they ran.
     """
-    folder = settings.evidence_dir(la_code) / "validations" / run_key(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "results.json"
+    target = settings.evidence_dir(la_code) / "validations" / run_key(run_id) / "results.json"
     body = {"run_id": run_id, "la_code": la_code, "suites": [o.facts() for o in outcomes]}
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, target)
+    write_atomic(target, (json.dumps(body, indent=1, sort_keys=True) + "\n").encode())
     return target

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 from pathlib import Path
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import DELIVERY_SUFFIX, FileKeyStore, seal_delivery
+from cme_pipeline.crypto import DELIVERY_SUFFIX, seal_delivery
 from cme_pipeline.crypto.boundary import PARTNER_SIGNING_KEY
+from cme_pipeline.durable import write_atomic
+from cme_pipeline.home import open_home
 from cme_pipeline.schemas import EXTRACT_SCHEMA_VERSION
 
 
@@ -49,9 +50,8 @@ def package_extract(
             this to check that the LA catches a mismatch.
         signing_key: key-store name of the signing key (tests use a rogue key).
     """
-    keys = FileKeyStore(settings.keys_dir)
     manifest, blob = seal_delivery(
-        keys,
+        open_home(settings).keys,
         plaintext,
         la_code=la_code,
         extract_date=extract_date or dt.date.today(),
@@ -59,13 +59,6 @@ def package_extract(
         row_count=count_records(plaintext) if declared_rows is None else declared_rows,
         signing_key=signing_key,
     )
-    inbox = settings.inbox(la_code)
-    inbox.mkdir(parents=True, exist_ok=True)
-    final = inbox / f"{manifest.delivery_id}{DELIVERY_SUFFIX}"
-    partial = inbox / f".{manifest.delivery_id}.partial"
-    with open(partial, "wb") as fh:
-        fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(partial, final)
+    final = settings.inbox(la_code) / f"{manifest.delivery_id}{DELIVERY_SUFFIX}"
+    write_atomic(final, blob)  # under a dot-name first: the inbox never shows half a delivery
     return final

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 
 from cme_pipeline.config import Settings
+from cme_pipeline.home import open_home
 from cme_pipeline.nhs_number import generate_test_numbers
 from cme_pipeline.simulate.geography import AREAS
 from cme_pipeline.simulate.la import DEFAULT_SEED, SimulatedLA, simulate_la
 from cme_pipeline.simulate.noise import NoiseConfig
 from cme_pipeline.simulate.package import package_extract
-from cme_pipeline.store import open_la_store, replace_register
+from cme_pipeline.store import replace_register
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,8 @@ def simulate_to_home(
 
 
 def _write_la(settings: Settings, sim: SimulatedLA) -> SimulationSummary:
-    engine = open_la_store(settings, sim.la_code)
-    try:
-        rows = {s: replace_register(engine, sim.la_code, s, f) for s, f in sim.registers.items()}
-    finally:
-        engine.dispose()
+    engine = open_home(settings).store(sim.la_code)
+    rows = {s: replace_register(engine, sim.la_code, s, f) for s, f in sim.registers.items()}
     truth_dir = settings.partner_dir / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     sim.truth.to_csv(truth_dir / f"{sim.la_code}.csv", index=False)

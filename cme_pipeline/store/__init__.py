@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from cme_pipeline.store.db import create_store_engine, open_la_store
 from cme_pipeline.store.registers import load_register, load_registers, replace_register
 from cme_pipeline.store.tables import REGISTER_TABLES, metadata
 
 __all__ = [
     "REGISTER_TABLES",
-    "create_store_engine",
     "load_register",
     "load_registers",
     "metadata",
-    "open_la_store",
     "replace_register",
 ]

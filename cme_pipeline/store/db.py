@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cme_pipeline.config import Settings
 from cme_pipeline.store.tables import metadata
 
 
@@ -42,13 +41,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def open_la_store(settings: Settings, la_code: str) -> Engine:
-    """Open (creating tables on first use) the store of one LA.
+def create_tables(engine: Engine) -> None:
+    """Create the LA store's tables where missing (the composition root calls this once).
 
     Args:
-        settings: where the home and database are.
-        la_code: the LA's ONS code.
+        engine: an engine from ``create_store_engine``.
     """
-    engine = create_store_engine(settings.la_database_url(la_code))
     metadata.create_all(engine)
-    return engine

@@ -8,6 +8,7 @@ PostgreSQL: a purged row's ciphertext may survive in heap pages and WAL, but not
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ from cme_pipeline.crypto.envelope import (
 )
 from cme_pipeline.crypto.keystore import KeyStore
 from cme_pipeline.store.staging import utc_now
-from cme_pipeline.store.tables import retained, retained_keys
+from cme_pipeline.store.tables import retained, retained_keys, review_decisions
 
 _CHUNK = 5_000
 
@@ -91,9 +92,13 @@ def insert_retained(conn: Connection, la_code: str, rows: Iterable[Mapping[str, 
         la_code: the LA's ONS code.
         rows: dicts of ``retained`` columns without ``la_code``.
     """
+    return _insert(conn, retained, la_code, rows)
+
+
+def _insert(conn: Connection, table: sa.Table, la_code: str, rows: Iterable[Mapping[str, Any]]) -> int:
     batch = [{"la_code": la_code, **row} for row in rows]
     for start in range(0, len(batch), _CHUNK):
-        conn.execute(sa.insert(retained), batch[start : start + _CHUNK])
+        conn.execute(sa.insert(table), batch[start : start + _CHUNK])
     return len(batch)
 
 
@@ -113,15 +118,25 @@ def select_retained(
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def delete_retained(conn: Connection, la_code: str, *conditions: sa.ColumnElement[bool]) -> dict[str, int]:
-    """Delete retained rows matching ``conditions``; return counts by outcome.
+def delete_retained(
+    conn: Connection, la_code: str, *, delivery_id: str | None = None, expiring_by: dt.date | None = None,
+) -> dict[str, int]:
+    """Delete retained rows (of one delivery, or expiring by a date); return counts by outcome.
+
+    The deletion is recorded, in the same transaction, as owing a key rotation
+    (``owe_rotation``): the rows' ciphertext may linger in database pages until their key goes.
 
     Args:
-        conn: an open connection.
+        conn: an open connection (inside the caller's transaction).
         la_code: the LA's ONS code.
-        *conditions: SQLAlchemy conditions on ``retained`` columns.
+        delivery_id: only rows retained from this delivery.
+        expiring_by: only rows whose ``retention_expiry`` is on or before this date.
     """
-    where = (retained.c.la_code == la_code, *conditions)
+    where = [retained.c.la_code == la_code]
+    if delivery_id is not None:
+        where.append(retained.c.delivery_id == delivery_id)
+    if expiring_by is not None:
+        where.append(retained.c.retention_expiry <= expiring_by)
     counts = conn.execute(
         sa.select(retained.c.outcome, sa.func.count()).where(*where).group_by(retained.c.outcome)
     ).all()
@@ -129,6 +144,44 @@ def delete_retained(conn: Connection, la_code: str, *conditions: sa.ColumnElemen
     if counts:
         owe_rotation(conn, la_code)
     return {str(outcome): int(n) for outcome, n in counts}
+
+
+def awaiting_review(conn: Connection, la_code: str) -> dict[str, tuple[str, str]]:
+    """Review ids of `possible` rows awaiting a decision -> ``(delivery_id, health_record_id)``."""
+    rows = conn.execute(
+        sa.select(retained.c.review_id, retained.c.delivery_id, retained.c.health_record_id).where(
+            retained.c.la_code == la_code, retained.c.outcome == "possible", retained.c.review_id.is_not(None))
+    )
+    return {str(r.review_id): (str(r.delivery_id), str(r.health_record_id)) for r in rows}
+
+
+def reject_possible(conn: Connection, la_code: str, review_ids: Collection[str], retention_expiry: dt.date) -> None:
+    """Make reviewed `possible` rows `unmatched`, kept until ``retention_expiry``; clear their review id.
+
+    Args:
+        conn: an open connection (inside the caller's transaction).
+        la_code: the LA's ONS code.
+        review_ids: the rows the reviewer said are not a match.
+        retention_expiry: the normal retention date counted from the decision.
+    """
+    ids = list(review_ids)
+    for chunk in (ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)):
+        conn.execute(
+            sa.update(retained)
+            .where(retained.c.la_code == la_code, retained.c.review_id.in_(chunk))
+            .values(outcome="unmatched", retention_expiry=retention_expiry, review_id=None)
+        )
+
+
+def record_decisions(conn: Connection, la_code: str, decisions: Iterable[Mapping[str, Any]]) -> None:
+    """Keep the reviewer's decisions (review id, delivery, record id, decision, time; nothing personal).
+
+    Args:
+        conn: an open connection (inside the caller's transaction).
+        la_code: the LA's ONS code.
+        decisions: dicts of ``review_decisions`` columns without ``la_code``.
+    """
+    _insert(conn, review_decisions, la_code, decisions)
 
 
 def owe_rotation(conn: Connection, la_code: str) -> None:

@@ -1,20 +1,21 @@
-"""Per-run state of one LA: a small JSON of ids and counts, and the delivery being processed.
+"""Run bookkeeping: per-run state of one LA (a small JSON of ids and counts), the deliveries
+waiting in its inbox, and what one LA's part of a run came to.
 
 Each task of a run reads and writes only its run's partition (``store/runs/<run>/``), so a retry
-of any task gives the same result.
+of any task gives the same result. Below ``evidence/`` and ``quality/``, which file by run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import DELIVERY_SUFFIX
+from cme_pipeline.durable import write_atomic
 
 
 def run_key(run_id: str) -> str:
@@ -64,10 +65,7 @@ def read_state(paths: RunPaths) -> dict[str, Any]:
 def update_state(paths: RunPaths, **values: Any) -> dict[str, Any]:
     """Merge ids/counts into the run's state, atomically; return the new state."""
     state = read_state(paths) | values
-    paths.directory.mkdir(parents=True, exist_ok=True)
-    tmp = paths.state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, sort_keys=True, indent=1))
-    os.replace(tmp, paths.state_file)
+    write_atomic(paths.state_file, json.dumps(state, sort_keys=True, indent=1).encode())
     return state
 
 
@@ -79,22 +77,55 @@ def waiting_deliveries(settings: Settings, la_code: str) -> list[Path]:
     return sorted(p for p in inbox.iterdir() if p.name.endswith(DELIVERY_SUFFIX) and not p.name.startswith("."))
 
 
-def shred_file(path: Path) -> bool:
-    """Overwrite a file with random bytes, sync and unlink it; True if it existed.
+@dataclass(frozen=True)
+class LaOutcome:
+    """Counts and status of one LA in one run."""
 
-    The processed delivery is encrypted to the LA's long-term receiving key, so keeping it would
-    undo crypto-shredding of the per-delivery data key: it must go once the run has finished.
+    la_code: str
+    status: str  # completed | rejected | failed
+    delivery_id: str = "-"
+    received: int = 0
+    matched: int = 0
+    possible: int = 0
+    retained: int = 0
+    report: str = ""
+    reason: str = ""
+
+    def line(self) -> str:
+        """One line for the console; ids, counts and reasons only."""
+        if self.status == "completed":
+            return (
+                f"{self.la_code}: {self.received} received, {self.matched} matched and deleted, "
+                f"{self.possible} for review, {self.retained} retained"
+            )
+        if self.status == "rejected":
+            return f"{self.la_code}: delivery {self.delivery_id} rejected and quarantined: {self.reason}"
+        return f"{self.la_code}: run failed, nothing retained, delivery kept encrypted: {self.reason}"
+
+
+def la_outcome(settings: Settings, la_code: str, run_id: str) -> LaOutcome:
+    """Read one LA's outcome of a run from its state file.
+
+    Args:
+        settings: the home.
+        la_code: the LA.
+        run_id: the Airflow run id.
     """
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return False
-    with open(path, "r+b", buffering=0) as fh:
-        remaining = size
-        while remaining > 0:
-            chunk = min(remaining, 1 << 20)
-            fh.write(os.urandom(chunk))
-            remaining -= chunk
-        os.fsync(fh.fileno())
-    path.unlink()
-    return True
+    state = read_state(RunPaths(settings, la_code, run_id))
+    if state.get("completed"):
+        status = "completed"
+    elif "rejected" in state:
+        status = "rejected"
+    else:
+        status = "failed"
+    return LaOutcome(
+        la_code=la_code,
+        status=status,
+        delivery_id=str(state.get("delivery_id") or state.get("delivery_file", "-")).removesuffix(".cmedelivery"),
+        received=int(state.get("received", 0)),
+        matched=int(state.get("matched", 0)),
+        possible=int(state.get("possible", 0)),
+        retained=int(state.get("retained", 0)),
+        report=str(state.get("report", "")),
+        reason=str(state.get("rejected") or state.get("failure", "no step recorded an outcome")),
+    )

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cme_pipeline.config import Settings
-from cme_pipeline.crypto import FileKeyStore, Manifest, open_delivery
+from cme_pipeline.crypto import Manifest, open_delivery
 from cme_pipeline.crypto.boundary import DELIVERY_SUFFIX
+from cme_pipeline.durable import move, write_atomic
 from cme_pipeline.errors import CmeError, DeliveryRejected
+from cme_pipeline.home import Home
 from cme_pipeline.quality.delivery import validate_delivery
 from cme_pipeline.quality.extract_csv import parse_extract
 from cme_pipeline.quality.results import SuiteOutcome
@@ -52,11 +52,11 @@ class DeliveryQuarantined(DeliveryRejected):
         self.quarantined = quarantined
 
 
-def open_delivery_file(settings: Settings, la_code: str, path: Path, year_start: int) -> IntakeResult:
+def open_delivery_file(home: Home, la_code: str, path: Path, year_start: int) -> IntakeResult:
     """Open one delivery from the LA's inbox; quarantine it and raise if any check fails.
 
     Args:
-        settings: the home.
+        home: the LA's services (keys).
         la_code: the LA opening it (a delivery addressed to another LA is rejected).
         path: the ``.cmedelivery`` file.
         year_start: the run's academic year (its compulsory-school-age window).
@@ -71,20 +71,19 @@ def open_delivery_file(settings: Settings, la_code: str, path: Path, year_start:
     except OSError as exc:
         raise CmeError(f"cannot read delivery {path.name}: {exc.strerror}") from None
     try:
-        return _check(settings, la_code, blob, year_start, path.name)
+        return _check(home, la_code, blob, year_start, path.name)
     except DeliveryRejected as exc:
-        raise _quarantine(settings, la_code, path, exc.reason, exc.check, getattr(exc, "details", None)) from None
+        raise _quarantine(home, la_code, path, exc.reason, exc.check, getattr(exc, "details", None)) from None
     except CmeError:
         raise
     except Exception as exc:  # noqa: BLE001 - a crash in the checks must still quarantine
         # The exception's own message may quote a value: keep only its type.
         reason = f"checks could not complete ({type(exc).__name__})"
-        raise _quarantine(settings, la_code, path, reason, "internal", None) from None
+        raise _quarantine(home, la_code, path, reason, "internal", None) from None
 
 
-def _check(settings: Settings, la_code: str, blob: bytes, year_start: int, file_name: str) -> IntakeResult:
-    keys = FileKeyStore(settings.keys_dir)
-    manifest, plaintext = open_delivery(keys, blob, la_code=la_code)
+def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: str) -> IntakeResult:
+    manifest, plaintext = open_delivery(home.keys, blob, la_code=la_code)
     if manifest.schema_version != EXTRACT_SCHEMA_VERSION:
         raise DeliveryRejected(
             f"manifest schema version is not {EXTRACT_SCHEMA_VERSION}", check="manifest"
@@ -109,30 +108,21 @@ def _check(settings: Settings, la_code: str, blob: bytes, year_start: int, file_
 
 
 def _quarantine(
-    settings: Settings, la_code: str, path: Path, reason: str, check: str, details: Any
+    home: Home, la_code: str, path: Path, reason: str, check: str, details: Any
 ) -> DeliveryQuarantined:
     """Move the delivery, unchanged, into quarantine and build the error to raise."""
-    folder = settings.quarantine(la_code)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = home.settings.quarantine(la_code)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = folder / path.name
     n = 1
     while target.exists():  # never overwrite an earlier quarantined file of the same name
         target = folder / f"{path.stem}.{n}{path.suffix}"
         n += 1
-    os.replace(path, target)  # same file system under the LA's directory: atomic
-    _fsync_dir(folder)
-    _fsync_dir(path.parent)
+    move(path, target)  # same file system under the LA's directory: atomic
     facts: dict[str, Any] = dict(details) if isinstance(details, dict) else {"stage": "open"}
     facts.update({"check": check, "delivery_file": path.name, "quarantined_as": target.name})
     note = target.with_name(target.name + REJECTION_SUFFIX)
-    note.write_text(json.dumps({"reason": reason, **facts}, indent=1, sort_keys=True) + "\n")
+    write_atomic(note, (json.dumps({"reason": reason, **facts}, indent=1, sort_keys=True) + "\n").encode())
     message = f"delivery {path.name.removesuffix(DELIVERY_SUFFIX)} rejected and quarantined: {reason}"
     return DeliveryQuarantined(message, reason=reason, check=check, details=facts, quarantined=target)
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto.envelope import create_data_key, data_cipher, destroy_data_key, nhs_tagger
-from cme_pipeline.crypto.keystore import FileKeyStore
 from cme_pipeline.errors import CmeError, KeyUnavailable
+from cme_pipeline.home import Home
 from cme_pipeline.schemas import (
     HEALTH_EXTRACT,
     MATCH_OUTCOME,
@@ -36,10 +36,8 @@ from cme_pipeline.schemas import (
     RETAINED,
     RETAINED_HEALTH_FIELDS,
 )
-from cme_pipeline.store import open_la_store
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
-from cme_pipeline.store.tables import retained as retained_table
 
 VerifyRetained = Callable[[pd.DataFrame, frozenset[str]], None]
 LISTED = (*RETAINED, "health_record_id", "delivery_id")
@@ -57,14 +55,6 @@ class MinimiseResult:
     data_key_id: str
     key_destroyed_at: str
     retention_expiry: dt.date
-
-
-@dataclass(frozen=True)
-class PurgeResult:
-    """Rows purged: ``retained`` unmatched rows, ``possible`` rows past their review expiry."""
-
-    retained: int
-    possible: int
 
 
 # -- record (de)serialisation -------------------------------------------------------------------
@@ -90,7 +80,7 @@ def open_fields(plain: bytes, fields: tuple[str, ...]) -> dict[str, str | None]:
 # -- staging -----------------------------------------------------------------------------------
 
 
-def stage_delivery(settings: Settings, la_code: str, delivery_id: str, extract: pd.DataFrame) -> int:
+def stage_delivery(home: Home, la_code: str, delivery_id: str, extract: pd.DataFrame) -> int:
     """Encrypt and stage every row of a delivery under a new per-delivery data key.
 
     Row ``i`` gets ``health_record_id = matching.convert.health_row_ids(n)[i]``. All rows go in
@@ -98,7 +88,7 @@ def stage_delivery(settings: Settings, la_code: str, delivery_id: str, extract: 
     minimised) is a no-op returning its count; a discarded delivery is staged afresh.
 
     Args:
-        settings: where the home and store are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         delivery_id: the delivery's id from its manifest.
         extract: ``HEALTH_EXTRACT`` columns, in delivery order.
@@ -108,40 +98,37 @@ def stage_delivery(settings: Settings, la_code: str, delivery_id: str, extract: 
     """
     from cme_pipeline.matching.convert import health_row_ids
 
-    keys = FileKeyStore(settings.keys_dir)
-    engine = open_la_store(settings, la_code)
-    try:
-        with engine.connect() as conn:
-            existing = sstore.get_delivery(conn, la_code, delivery_id)
-        if existing is not None and existing["phase"] != sstore.DISCARDED:
-            return int(existing["received"])
-        key_id = create_data_key(keys, la_code, delivery_id)
-        cipher = data_cipher(keys, la_code, delivery_id)
-        tagger = nhs_tagger(keys, la_code)
-        records = extract[list(HEALTH_EXTRACT)].to_dict("records")
-        ids = health_row_ids(len(records))
-        rows = (
-            {
-                "health_record_id": rid,
-                "nhs_tag": tagger.tag(str(rec["nhs_number"])),
-                "ciphertext": cipher.encrypt(rid, seal_fields(rec, HEALTH_EXTRACT)),
-            }
-            for rid, rec in zip(ids, records, strict=True)
-        )
-        with engine.begin() as conn:
-            sstore.delete_staged(conn, la_code, delivery_id)
-            sstore.insert_staged(conn, la_code, delivery_id, rows)
-            blank = dict.fromkeys(("run_id", "matched", "possible", "unmatched", "retained", "retention_expiry",
-                                   "sealed_at", "key_destroyed_at"))
-            sstore.put_delivery(conn, la_code, delivery_id, phase=sstore.STAGED, received=len(records),
-                                data_key_id=key_id, staged_at=sstore.utc_now(), **blank)
-        return len(records)
-    finally:
-        engine.dispose()
+    keys = home.keys
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        existing = sstore.get_delivery(conn, la_code, delivery_id)
+    if existing is not None and existing["phase"] != sstore.DISCARDED:
+        return int(existing["received"])
+    key_id = create_data_key(keys, la_code, delivery_id)
+    cipher = data_cipher(keys, la_code, delivery_id)
+    tagger = nhs_tagger(keys, la_code)
+    records = extract[list(HEALTH_EXTRACT)].to_dict("records")
+    ids = health_row_ids(len(records))
+    rows = (
+        {
+            "health_record_id": rid,
+            "nhs_tag": tagger.tag(str(rec["nhs_number"])),
+            "ciphertext": cipher.encrypt(rid, seal_fields(rec, HEALTH_EXTRACT)),
+        }
+        for rid, rec in zip(ids, records, strict=True)
+    )
+    with engine.begin() as conn:
+        sstore.delete_staged(conn, la_code, delivery_id)
+        sstore.insert_staged(conn, la_code, delivery_id, rows)
+        blank = dict.fromkeys(("run_id", "matched", "possible", "unmatched", "retained", "retention_expiry",
+                               "sealed_at", "key_destroyed_at"))
+        sstore.put_delivery(conn, la_code, delivery_id, phase=sstore.STAGED, received=len(records),
+                            data_key_id=key_id, staged_at=sstore.utc_now(), **blank)
+    return len(records)
 
 
-def _decrypt_staged(settings: Settings, la_code: str, delivery_id: str, sealed: list[tuple[str, str, bytes]]) -> pd.DataFrame:
-    keys = FileKeyStore(settings.keys_dir)
+def _decrypt_staged(home: Home, la_code: str, delivery_id: str, sealed: list[tuple[str, str, bytes]]) -> pd.DataFrame:
+    keys = home.keys
     try:
         cipher = data_cipher(keys, la_code, delivery_id)
     except KeyUnavailable:
@@ -154,11 +141,11 @@ def _decrypt_staged(settings: Settings, la_code: str, delivery_id: str, sealed: 
     return frame
 
 
-def load_staged(settings: Settings, la_code: str, delivery_id: str) -> pd.DataFrame:
+def load_staged(home: Home, la_code: str, delivery_id: str) -> pd.DataFrame:
     """Decrypt a staged delivery in memory, in ``health_record_id`` order.
 
     Args:
-        settings: where the home and store are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         delivery_id: the delivery's id.
 
@@ -168,23 +155,17 @@ def load_staged(settings: Settings, la_code: str, delivery_id: str) -> pd.DataFr
     Raises:
         KeyUnavailable: the delivery's data key is destroyed (or it was never staged).
     """
-    engine = open_la_store(settings, la_code)
-    try:
-        with engine.connect() as conn:
-            sealed = sstore.select_staged(conn, la_code, delivery_id)
-    finally:
-        engine.dispose()
-    return _decrypt_staged(settings, la_code, delivery_id, sealed).reset_index(drop=True)
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        sealed = sstore.select_staged(conn, la_code, delivery_id)
+    return _decrypt_staged(home, la_code, delivery_id, sealed).reset_index(drop=True)
 
 
-def staged_count(settings: Settings, la_code: str, delivery_id: str) -> int:
+def staged_count(home: Home, la_code: str, delivery_id: str) -> int:
     """How many staged rows the delivery still has (0 after minimisation)."""
-    engine = open_la_store(settings, la_code)
-    try:
-        with engine.connect() as conn:
-            return sstore.count_staged(conn, la_code, delivery_id)
-    finally:
-        engine.dispose()
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        return sstore.count_staged(conn, la_code, delivery_id)
 
 
 # -- minimisation ------------------------------------------------------------------------------
@@ -242,15 +223,15 @@ def _retained_frame(
     return frame
 
 
-def _seal(settings: Settings, engine: sa.Engine, la_code: str, delivery_id: str, run_id: str,
+def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: str,
           outcomes: pd.DataFrame, counts: dict[str, int], verify: VerifyRetained | None, today: dt.date) -> None:
-    keys = FileKeyStore(settings.keys_dir)
+    keys = home.keys
     version = rstore.current_version(engine, keys, la_code)
     cipher = rstore.CipherCache(keys, la_code).get(version, delivery_id)
     tagger = nhs_tagger(keys, la_code)
     with engine.begin() as conn:
-        staged = _decrypt_staged(settings, la_code, delivery_id, sstore.select_staged(conn, la_code, delivery_id))
-        frame = _retained_frame(staged, outcomes, run_id, today, settings)
+        staged = _decrypt_staged(home, la_code, delivery_id, sstore.select_staged(conn, la_code, delivery_id))
+        frame = _retained_frame(staged, outcomes, run_id, today, home.settings)
         matched_ids = outcomes.loc[outcomes["outcome"] == "matched", "health_record_id"].astype(str)
         matched_numbers = frozenset(str(n) for n in staged.loc[list(matched_ids), "nhs_number"])
         if verify is not None:
@@ -268,14 +249,13 @@ def _seal(settings: Settings, engine: sa.Engine, la_code: str, delivery_id: str,
                 "key_version": version, "nhs_tag": tagger.tag(str(rec["nhs_number"])),
                 "ciphertext": cipher.encrypt(rid, seal_fields(rec, RETAINED_HEALTH_FIELDS)),
             })
-        conn.execute(sa.delete(retained_table).where(
-            retained_table.c.la_code == la_code, retained_table.c.delivery_id == delivery_id))
+        rstore.delete_retained(conn, la_code, delivery_id=delivery_id)  # a seal that died half-way
         rstore.insert_retained(conn, la_code, rows)
         sstore.delete_staged(conn, la_code, delivery_id, set(matched_ids))
         sstore.set_delivery(
             conn, la_code, delivery_id, phase=sstore.SEALED, run_id=run_id, matched=counts["matched"],
             possible=counts["possible"], unmatched=counts["unmatched"], retained=len(rows),
-            retention_expiry=settings.retention_expiry(today), sealed_at=sstore.utc_now(),
+            retention_expiry=home.settings.retention_expiry(today), sealed_at=sstore.utc_now(),
         )
     _hook("sealed")
 
@@ -294,13 +274,13 @@ def _hook(point: str) -> None:
 
 
 def minimise(
-    settings: Settings, la_code: str, delivery_id: str, run_id: str, outcomes: pd.DataFrame,
+    home: Home, la_code: str, delivery_id: str, run_id: str, outcomes: pd.DataFrame,
     verify_retained: VerifyRetained | None = None, today: dt.date | None = None,
 ) -> MinimiseResult:
     """Delete matched children's health data, retain the rest re-encrypted, destroy the data key.
 
     Args:
-        settings: where the home and store are; retention and review periods.
+        home: the LA's services; its settings give the retention and review periods.
         la_code: the LA's ONS code.
         delivery_id: the staged delivery.
         run_id: the run doing this (recorded on retained rows).
@@ -316,53 +296,50 @@ def minimise(
         CmeError: counts do not reconcile or the delivery is not staged.
     """
     today = today or dt.date.today()
-    engine = open_la_store(settings, la_code)
-    try:
-        with engine.connect() as conn:
-            row = sstore.get_delivery(conn, la_code, delivery_id)
-            staged_ids = [r[0] for r in sstore.select_staged(conn, la_code, delivery_id)] if row else None
-        if row is None or row["phase"] == sstore.DISCARDED:
-            raise CmeError(f"LA {la_code}: delivery {delivery_id} is not staged")
-        if row["phase"] == sstore.STAGED:
-            counts = _counts(outcomes, int(row["received"]), staged_ids)
-            _seal(settings, engine, la_code, delivery_id, run_id, outcomes, counts, verify_retained, today)
-        else:
-            counts = _counts(outcomes, int(row["received"]), None)
-            if any(counts[o] != row[o] for o in OUTCOMES):
-                raise CmeError(f"LA {la_code}: delivery {delivery_id} was minimised with other counts")
-        with engine.connect() as conn:
-            row = sstore.get_delivery(conn, la_code, delivery_id)
-        assert row is not None
-        if row["phase"] == sstore.SEALED:
-            with engine.begin() as conn:
-                sstore.delete_staged(conn, la_code, delivery_id)
-                sstore.set_delivery(conn, la_code, delivery_id, phase=sstore.CLEARED)
-            sstore.release_deleted_space(engine)
-            _hook("cleared")
-            row["phase"] = sstore.CLEARED
-        if row["phase"] == sstore.CLEARED:
-            destroy_data_key(FileKeyStore(settings.keys_dir), la_code, delivery_id)
-            _hook("key_destroyed")
-            with engine.begin() as conn:
-                sstore.set_delivery(conn, la_code, delivery_id, phase=sstore.SHREDDED, key_destroyed_at=sstore.utc_now())
-            _hook("shredded")
-        with engine.connect() as conn:
-            final = sstore.get_delivery(conn, la_code, delivery_id)
-        assert final is not None
-        result = _result(final)
-        if result.received != result.matched + result.possible + result.unmatched or \
-                result.retained != result.possible + result.unmatched:
-            raise CmeError(f"LA {la_code}: delivery {delivery_id}: counts do not reconcile")
-        return result
-    finally:
-        engine.dispose()
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        row = sstore.get_delivery(conn, la_code, delivery_id)
+        staged_ids = [r[0] for r in sstore.select_staged(conn, la_code, delivery_id)] if row else None
+    if row is None or row["phase"] == sstore.DISCARDED:
+        raise CmeError(f"LA {la_code}: delivery {delivery_id} is not staged")
+    if row["phase"] == sstore.STAGED:
+        counts = _counts(outcomes, int(row["received"]), staged_ids)
+        _seal(home, engine, la_code, delivery_id, run_id, outcomes, counts, verify_retained, today)
+    else:
+        counts = _counts(outcomes, int(row["received"]), None)
+        if any(counts[o] != row[o] for o in OUTCOMES):
+            raise CmeError(f"LA {la_code}: delivery {delivery_id} was minimised with other counts")
+    with engine.connect() as conn:
+        row = sstore.get_delivery(conn, la_code, delivery_id)
+    assert row is not None
+    if row["phase"] == sstore.SEALED:
+        with engine.begin() as conn:
+            sstore.delete_staged(conn, la_code, delivery_id)
+            sstore.set_delivery(conn, la_code, delivery_id, phase=sstore.CLEARED)
+        sstore.release_deleted_space(engine)
+        _hook("cleared")
+        row["phase"] = sstore.CLEARED
+    if row["phase"] == sstore.CLEARED:
+        destroy_data_key(home.keys, la_code, delivery_id)
+        _hook("key_destroyed")
+        with engine.begin() as conn:
+            sstore.set_delivery(conn, la_code, delivery_id, phase=sstore.SHREDDED, key_destroyed_at=sstore.utc_now())
+        _hook("shredded")
+    with engine.connect() as conn:
+        final = sstore.get_delivery(conn, la_code, delivery_id)
+    assert final is not None
+    result = _result(final)
+    if result.received != result.matched + result.possible + result.unmatched or \
+            result.retained != result.possible + result.unmatched:
+        raise CmeError(f"LA {la_code}: delivery {delivery_id}: counts do not reconcile")
+    return result
 
 
 # -- the retained set ----------------------------------------------------------------------------
 
 
-def _open_retained(settings: Settings, la_code: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    ciphers = rstore.CipherCache(FileKeyStore(settings.keys_dir), la_code)
+def _open_retained(home: Home, la_code: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    ciphers = rstore.CipherCache(home.keys, la_code)
     records = []
     for row in rows:
         cipher = ciphers.get(int(row["key_version"]), row["delivery_id"])
@@ -377,30 +354,27 @@ def _open_retained(settings: Settings, la_code: str, rows: list[dict[str, Any]])
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def read_retained(settings: Settings, la_code: str, *, run_id: str | None = None,
+def read_retained(home: Home, la_code: str, *, run_id: str | None = None,
                   outcome: str | None = None) -> pd.DataFrame:
     """Retained rows decrypted, with ``best_register_record_id`` and ``review_id`` (for review).
 
     Args:
-        settings: where the home and store are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         run_id: only rows retained by this run.
         outcome: only rows with this outcome.
     """
-    engine = open_la_store(settings, la_code)
-    try:
-        with engine.connect() as conn:
-            rows = rstore.select_retained(conn, la_code, run_id=run_id, outcome=outcome)
-    finally:
-        engine.dispose()
-    return _open_retained(settings, la_code, rows)
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        rows = rstore.select_retained(conn, la_code, run_id=run_id, outcome=outcome)
+    return _open_retained(home, la_code, rows)
 
 
-def list_retained(settings: Settings, la_code: str, run_id: str | None = None) -> pd.DataFrame:
+def list_retained(home: Home, la_code: str, run_id: str | None = None) -> pd.DataFrame:
     """The retained children, decrypted with the retained key, for the CME officer and checks.
 
     Args:
-        settings: where the home and store are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         run_id: only rows retained by this run (None: all).
 
@@ -408,29 +382,26 @@ def list_retained(settings: Settings, la_code: str, run_id: str | None = None) -
         ``RETAINED`` columns plus ``health_record_id`` and ``delivery_id``, ordered by delivery
         and record; ``retention_expiry`` as ``datetime.date``.
     """
-    return read_retained(settings, la_code, run_id=run_id)[list(LISTED)]
+    return read_retained(home, la_code, run_id=run_id)[list(LISTED)]
 
 
-def rotate_retained_key(settings: Settings, la_code: str) -> int:
+def rotate_retained_key(home: Home, la_code: str) -> int:
     """Re-seal every retained row under a new retained-key version and destroy the old ones.
 
     Args:
-        settings: where the home, store and keys are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
 
     Returns:
         The new version.
     """
-    engine = open_la_store(settings, la_code)
-    try:
-        version = rstore.rotate(engine, FileKeyStore(settings.keys_dir), la_code)
-        sstore.release_deleted_space(engine)
-        return version
-    finally:
-        engine.dispose()
+    engine = home.store(la_code)
+    version = rstore.rotate(engine, home.keys, la_code)
+    sstore.release_deleted_space(engine)
+    return version
 
 
-def discard_delivery(settings: Settings, la_code: str, delivery_id: str) -> None:
+def discard_delivery(home: Home, la_code: str, delivery_id: str) -> None:
     """Discard a failed run's work on a delivery: staged and retained rows, then its data key.
 
     The encrypted delivery file stays in the inbox, so it can be staged again; destroying the
@@ -438,50 +409,22 @@ def discard_delivery(settings: Settings, la_code: str, delivery_id: str) -> None
     retained-key rotation (their ciphertext may linger in PostgreSQL pages). Idempotent.
 
     Args:
-        settings: where the home, store and keys are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         delivery_id: the delivery's id.
     """
-    engine = open_la_store(settings, la_code)
-    keys = FileKeyStore(settings.keys_dir)
-    try:
+    engine = home.store(la_code)
+    keys = home.keys
+    with engine.begin() as conn:
+        row = sstore.get_delivery(conn, la_code, delivery_id)
+        sstore.delete_staged(conn, la_code, delivery_id)
+        rstore.delete_retained(conn, la_code, delivery_id=delivery_id)
+        if row is not None:
+            sstore.set_delivery(conn, la_code, delivery_id, phase=sstore.DISCARDED)
+    sstore.release_deleted_space(engine)
+    destroy_data_key(keys, la_code, delivery_id)
+    if row is not None and row["key_destroyed_at"] is None:
         with engine.begin() as conn:
-            row = sstore.get_delivery(conn, la_code, delivery_id)
-            sstore.delete_staged(conn, la_code, delivery_id)
-            rstore.delete_retained(conn, la_code, retained_table.c.delivery_id == delivery_id)
-            if row is not None:
-                sstore.set_delivery(conn, la_code, delivery_id, phase=sstore.DISCARDED)
+            sstore.set_delivery(conn, la_code, delivery_id, key_destroyed_at=sstore.utc_now())
+    if rstore.finish_shredding(engine, keys, la_code) is not None:
         sstore.release_deleted_space(engine)
-        destroy_data_key(keys, la_code, delivery_id)
-        if row is not None and row["key_destroyed_at"] is None:
-            with engine.begin() as conn:
-                sstore.set_delivery(conn, la_code, delivery_id, key_destroyed_at=sstore.utc_now())
-        if rstore.finish_shredding(engine, keys, la_code) is not None:
-            sstore.release_deleted_space(engine)
-    finally:
-        engine.dispose()
-
-
-def purge_expired(settings: Settings, la_code: str, today: dt.date) -> PurgeResult:
-    """Purge retained rows whose expiry has come: ``retention_expiry <= today``.
-
-    The expiry is the date by which a record must be gone (``Settings.retention_expiry``), so on
-    that day it is purged. When anything was purged the retained key is rotated, so the purged
-    rows' ciphertext left in database pages, WAL or backups has no key any more.
-
-    Args:
-        settings: where the home, store and keys are.
-        la_code: the LA's ONS code.
-        today: the purge date.
-    """
-    engine = open_la_store(settings, la_code)
-    try:
-        with engine.begin() as conn:
-            purged = rstore.delete_retained(conn, la_code, retained_table.c.retention_expiry <= today)
-        sstore.release_deleted_space(engine)
-        # Also finishes a rotation owed by an earlier purge that was killed before it rotated.
-        if rstore.finish_shredding(engine, FileKeyStore(settings.keys_dir), la_code) is not None:
-            sstore.release_deleted_space(engine)
-        return PurgeResult(retained=purged.get("unmatched", 0), possible=purged.get("possible", 0))
-    finally:
-        engine.dispose()

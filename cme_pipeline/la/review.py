@@ -14,23 +14,20 @@ import csv
 import datetime as dt
 import html
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import sqlalchemy as sa
 
-from cme_pipeline.config import Settings
 from cme_pipeline.crypto.envelope import review_cipher
-from cme_pipeline.crypto.keystore import FileKeyStore
+from cme_pipeline.durable import write_atomic
 from cme_pipeline.errors import CiphertextInvalid, UsageError
+from cme_pipeline.home import Home
 from cme_pipeline.schemas import CANONICAL_PERSON, HEALTH_EXTRACT
-from cme_pipeline.store import load_registers, open_la_store
+from cme_pipeline.store import load_registers
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
-from cme_pipeline.store.tables import retained, review_decisions
 
 DECISIONS = ("match", "no-match")
 DECISION_COLUMNS = ("review_id", "decision")
@@ -74,11 +71,11 @@ def escape_formula(value: object) -> object:
     return value
 
 
-def build_pack(settings: Settings, la_code: str) -> pd.DataFrame:
+def build_pack(home: Home, la_code: str) -> pd.DataFrame:
     """Every `possible` retained child beside its best candidate, with per-field weights.
 
     Args:
-        settings: where the home, store and keys are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
 
     Returns:
@@ -87,17 +84,14 @@ def build_pack(settings: Settings, la_code: str) -> pd.DataFrame:
         (bits) for each comparison the matcher makes. Plaintext: keep it in memory.
     """
     from cme_pipeline import matching
-    from cme_pipeline.minimise import read_retained
+    from cme_pipeline.la.minimise import read_retained
 
-    every = read_retained(settings, la_code)
+    every = read_retained(home, la_code)
     possible = every[every["outcome"] == "possible"].reset_index(drop=True)
     if possible.empty:
         return pd.DataFrame(columns=["review_id", "register", "probability"])
-    engine = open_la_store(settings, la_code)
-    try:
-        registers = load_registers(engine, la_code)
-    finally:
-        engine.dispose()
+    engine = home.store(la_code)
+    registers = load_registers(engine, la_code)
     # The model is fitted on every retained child (the matched ones no longer exist), which is
     # enough to explain a pair; review ids stand in as record ids so nothing personal keys rows.
     health = matching.health_to_canonical(every[list(HEALTH_EXTRACT)])
@@ -131,36 +125,29 @@ def _pack_csv(frame: pd.DataFrame) -> bytes:
     return safe.to_csv(index=False, lineterminator="\n").encode()
 
 
-def export_pack(settings: Settings, la_code: str, out: Path | None = None) -> tuple[Path, int]:
+def export_pack(home: Home, la_code: str, out: Path | None = None) -> tuple[Path, int]:
     """Write the encrypted review pack; return its path and how many records it holds.
 
     Args:
-        settings: where the home, store and keys are.
+        home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         out: the file to write (default ``la/<code>/reports/review-<UTC time>.cmereview``).
     """
-    frame = build_pack(settings, la_code)
-    cipher = review_cipher(FileKeyStore(settings.keys_dir), la_code)
+    frame = build_pack(home, la_code)
+    cipher = review_cipher(home.keys, la_code)
     sealed = PACK_MAGIC + cipher.encrypt("pack", _pack_csv(frame))
     if out is None:
         stamp = sstore.utc_now().strftime("%Y%m%dT%H%M%SZ")
-        out = settings.reports_dir(la_code) / f"review-{stamp}{PACK_SUFFIX}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(sealed)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
+        out = home.settings.reports_dir(la_code) / f"review-{stamp}{PACK_SUFFIX}"
+    write_atomic(out, sealed)
     return out, len(frame)
 
 
-def read_pack(settings: Settings, la_code: str, path: Path) -> pd.DataFrame:
+def read_pack(home: Home, la_code: str, path: Path) -> pd.DataFrame:
     """Decrypt a review pack (cells as exported, formulas already defused).
 
     Args:
-        settings: where the keys are.
+        home: the LA's services (keys).
         la_code: the LA whose review key sealed it.
         path: the pack file.
     """
@@ -168,7 +155,7 @@ def read_pack(settings: Settings, la_code: str, path: Path) -> pd.DataFrame:
     if not blob.startswith(PACK_MAGIC):
         raise UsageError(f"{path.name} is not a review pack")
     try:
-        plain = review_cipher(FileKeyStore(settings.keys_dir), la_code).decrypt("pack", blob[len(PACK_MAGIC):])
+        plain = review_cipher(home.keys, la_code).decrypt("pack", blob[len(PACK_MAGIC):])
     except CiphertextInvalid:
         raise CiphertextInvalid(f"review pack {path.name} was altered or sealed for another LA") from None
     return pd.read_csv(io.BytesIO(plain), dtype=str, keep_default_na=False)
@@ -220,11 +207,11 @@ def _validated(decisions: pd.DataFrame, awaiting: dict[str, tuple[str, str]]) ->
     return out
 
 
-def apply_decisions(settings: Settings, la_code: str, decisions: pd.DataFrame, today: dt.date) -> ReviewResult:
+def apply_decisions(home: Home, la_code: str, decisions: pd.DataFrame, today: dt.date) -> ReviewResult:
     """Apply review decisions in one transaction; nothing is applied if any row is bad.
 
     Args:
-        settings: where the home, store and keys are; the retention period.
+        home: the LA's services; its settings give the retention period.
         la_code: the LA's ONS code.
         decisions: ``review_id``, ``decision`` (``match`` | ``no-match``) columns.
         today: the decision date (a rejected match is kept until today + retention days).
@@ -232,37 +219,21 @@ def apply_decisions(settings: Settings, la_code: str, decisions: pd.DataFrame, t
     Raises:
         UsageError: a row names an unknown review id or a bad decision (the message gives the row).
     """
-    engine = open_la_store(settings, la_code)
-    try:
-        with engine.begin() as conn:
-            awaiting = {
-                str(r.review_id): (str(r.delivery_id), str(r.health_record_id))
-                for r in conn.execute(
-                    sa.select(retained.c.review_id, retained.c.delivery_id, retained.c.health_record_id).where(
-                        retained.c.la_code == la_code, retained.c.outcome == "possible",
-                        retained.c.review_id.is_not(None))
-                )
-            }
-            chosen = _validated(decisions, awaiting)
-            confirmed = [awaiting[rid] for rid, d in chosen if d == "match"]
-            rstore.delete_retained_keys(conn, la_code, confirmed)
-            for rid, decision in chosen:
-                if decision == "no-match":
-                    conn.execute(
-                        sa.update(retained)
-                        .where(retained.c.la_code == la_code, retained.c.review_id == rid)
-                        .values(outcome="unmatched", retention_expiry=settings.retention_expiry(today), review_id=None)
-                    )
-            now = sstore.utc_now()
-            if chosen:
-                conn.execute(sa.insert(review_decisions), [
-                    {"la_code": la_code, "review_id": rid, "delivery_id": awaiting[rid][0],
-                     "health_record_id": awaiting[rid][1], "decision": d, "decided_at": now}
-                    for rid, d in chosen
-                ])
+    engine = home.store(la_code)
+    with engine.begin() as conn:
+        awaiting = rstore.awaiting_review(conn, la_code)
+        chosen = _validated(decisions, awaiting)
+        confirmed = [awaiting[rid] for rid, d in chosen if d == "match"]
+        rstore.delete_retained_keys(conn, la_code, confirmed)
+        rejected = [rid for rid, d in chosen if d == "no-match"]
+        rstore.reject_possible(conn, la_code, rejected, home.settings.retention_expiry(today))
+        now = sstore.utc_now()
+        rstore.record_decisions(conn, la_code, (
+            {"review_id": rid, "delivery_id": awaiting[rid][0], "health_record_id": awaiting[rid][1],
+             "decision": d, "decided_at": now}
+            for rid, d in chosen
+        ))
+    sstore.release_deleted_space(engine)
+    if rstore.finish_shredding(engine, home.keys, la_code) is not None:
         sstore.release_deleted_space(engine)
-        if rstore.finish_shredding(engine, FileKeyStore(settings.keys_dir), la_code) is not None:
-            sstore.release_deleted_space(engine)
-        return ReviewResult(confirmed_matches=len(confirmed), rejected=len(chosen) - len(confirmed))
-    finally:
-        engine.dispose()
+    return ReviewResult(confirmed_matches=len(confirmed), rejected=len(chosen) - len(confirmed))

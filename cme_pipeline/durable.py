@@ -1,0 +1,101 @@
+"""Durable file operations: atomic whole-file writes, synced appends, directory syncs, shredding.
+
+Evidence, run state, keys and scratch files must survive a crash at any instant, and whatever
+we delete must not stay readable in the file: these are the only places that know how.
+Everything is created 0600 whatever the umask (DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def fsync_dir(directory: Path) -> None:
+    """Sync a directory, so a rename or unlink inside it survives a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write a whole file through a synced temporary file and a rename (or a link).
+
+    Readers see the old file or the new one, never a half-written one.
+
+    Args:
+        path: the file to write.
+        data: its whole content.
+        exclusive: refuse to replace an existing file (raises ``FileExistsError``); used for
+            keys, which are never silently replaced.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            os.link(tmp, path)  # fails if the file exists, atomically
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk or a refused link leaves no partial file behind
+    fsync_dir(path.parent)
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append one line with a single write, then sync the file (and the directory if new)."""
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    try:
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename within one file system and sync both directories."""
+    os.replace(source, target)
+    fsync_dir(target.parent)
+    if source.parent != target.parent:
+        fsync_dir(source.parent)
+
+
+def shred_file(path: Path) -> bool:
+    """Overwrite a file with random bytes, sync, unlink it and sync its directory.
+
+    On a conventional file system this leaves no readable copy in the free list. (Copy-on-write
+    file systems and SSD wear levelling keep old blocks whatever software does: that is why what
+    must not come back is encrypted and its key destroyed, and this is only the second line.)
+
+    Returns:
+        True if the file existed.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    with open(path, "r+b", buffering=0) as fh:
+        remaining = max(size, 1)
+        while remaining > 0:
+            chunk = min(remaining, 1 << 20)
+            fh.write(os.urandom(chunk))
+            remaining -= chunk
+        os.fsync(fh.fileno())
+    path.unlink()
+    fsync_dir(path.parent)
+    return True
