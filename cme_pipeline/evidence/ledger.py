@@ -42,10 +42,11 @@ class EvidenceRefused(CmeError):
 def config_hash(settings: Settings) -> str:
     """SHA-256 of the settings that change what a run does (thresholds, retention).
 
-    Paths and database URLs are left out: they say where, not how, and a URL may hold a password.
+    Paths, database URLs and the key store are left out: they say where, not how, and a URL may
+    hold a password (a ``pkcs11:`` URI may hold the token's PIN).
     """
     fields = dataclasses.asdict(settings)
-    kept = {k: v for k, v in fields.items() if k not in ("home", "database_url", "airflow_database_url")}
+    kept = {k: v for k, v in fields.items() if k not in ("home", "database_url", "airflow_database_url", "keystore")}
     return files.sha256(files.canonical(kept))
 
 
