@@ -9,7 +9,10 @@ SYNCED := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: demo test lint unit bench airflow clean
+# Debian packages the tests need (a real PKCS#11 token for the pkcs11: key store).
+SYSTEM_PACKAGES := softhsm2
+
+.PHONY: demo test lint unit bench airflow clean system-packages
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +30,10 @@ lint: $(SYNCED)
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync mypy
 
-unit: $(SYNCED)
+system-packages:
+	@bash scripts/system-packages $(SYSTEM_PACKAGES)
+
+unit: $(SYNCED) system-packages
 	$(UV) run --no-sync pytest
 
 test: lint unit

@@ -24,6 +24,9 @@ from cme_pipeline.errors import ConfigError
 DEFAULT_RETENTION_DAYS = 90
 # A `possible` match is waiting for a human decision, not for follow-up: two weeks at most.
 DEFAULT_REVIEW_DAYS = 14
+# A rejected delivery stays (encrypted) in quarantine long enough for the LA and the partner to
+# find out why and resend; then its one-time key is destroyed and the file shredded.
+DEFAULT_QUARANTINE_DAYS = 30
 DEFAULT_MATCH_THRESHOLD = 0.95
 DEFAULT_POSSIBLE_THRESHOLD = 0.50
 KEYSTORE_SCHEMES = ("file:", "pkcs11:")
@@ -40,6 +43,7 @@ class Settings:
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD
     retention_days: int = DEFAULT_RETENTION_DAYS
     review_days: int = DEFAULT_REVIEW_DAYS
+    quarantine_days: int = DEFAULT_QUARANTINE_DAYS
     keystore: str = ""  # CME_KEYSTORE; "" means the default, ``file:<home>.keys``
 
     # -- layout (DESIGN.md §7) -------------------------------------------------------------

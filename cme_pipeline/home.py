@@ -34,7 +34,9 @@ def open_keystore(uri: str) -> KeyStore:
     if uri.startswith("file:"):
         return FileKeyStore(Path(uri.removeprefix("file:")))
     if uri.startswith("pkcs11:"):
-        raise ConfigError("CME_KEYSTORE: the pkcs11: backend is not available in this version; use file:")
+        from cme_pipeline.crypto.pkcs11_store import Pkcs11KeyStore
+
+        return Pkcs11KeyStore(uri)
     raise ConfigError("CME_KEYSTORE must be a file:/path or a pkcs11: URI")
 
 
@@ -68,6 +70,14 @@ class StoreEngines:
             engine.dispose(close=False)  # SQLAlchemy's advice for multiprocessing
         self._engines = {}
         self._lock = threading.Lock()
+
+
+def open_partner_keystore(settings: Settings) -> KeyStore:
+    """The simulated NHS partner's own key store, in its own area (``partner/keys``).
+
+    The LA's key store never holds the partner's private key; the partner never holds the LA's.
+    """
+    return FileKeyStore(settings.partner_dir / "keys")
 
 
 @dataclass(frozen=True)
@@ -116,12 +126,13 @@ def open_home(settings: Settings) -> Home:
 
 
 def close_homes() -> None:
-    """Dispose of every engine this process opened (tests and commands call this at the end)."""
+    """Dispose of every engine and key store session this process opened (tests call this)."""
     with _HOMES_LOCK:
         homes = list(_HOMES.values())
         _HOMES.clear()
     for home in homes:
         home.engines.close()
+        home.keys.close()
 
 
 def _after_fork_in_child() -> None:

@@ -11,13 +11,25 @@ from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.home import close_homes
 
 # One line per fixtures module; helpers add theirs here.
-pytest_plugins: list[str] = ["fixtures_quality", "fixtures_matching", "postgres_server", "fixtures_evidence", "fixtures_minimise"]
+pytest_plugins: list[str] = ["softhsm", "fixtures_quality", "fixtures_matching", "postgres_server", "fixtures_evidence",
+                             "fixtures_minimise"]
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings on a fresh home under the test's temporary directory, SQLite store."""
-    return load_settings(tmp_path / "home", environ={})
+def settings(tmp_path: Path, keystore_backend: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings on a fresh home under the test's temporary directory, SQLite store; once with
+    the ``file:`` key store and once with a fresh SoftHSM2 token (``pkcs11:``).
+
+    ``CME_KEYSTORE`` is set (or cleared) in the environment too, so the CLI and any child
+    process the test starts find the same keys."""
+    from softhsm import keystore_env
+
+    env = keystore_env(keystore_backend)
+    if env:
+        monkeypatch.setenv("CME_KEYSTORE", env["CME_KEYSTORE"])
+    else:
+        monkeypatch.delenv("CME_KEYSTORE", raising=False)
+    return load_settings(tmp_path / "home", environ=env)
 
 
 @pytest.fixture(autouse=True)

@@ -85,6 +85,14 @@ class PostgresServer:
         """Flush shared buffers to the data files so a byte scan sees what the server holds."""
         self._admin("CHECKPOINT")
 
+    def run_tool(self, *args: str) -> None:
+        """Run one of the server's tools (``pg_basebackup``...) as the cluster's owner."""
+        self._run(*args)
+
+    def start_existing(self) -> None:
+        """Start the server on the data directory as it is (after a restore)."""
+        self._start()
+
     def _run(self, *args: str) -> None:
         subprocess.run(
             [str(self.bin_dir / args[0]), *args[1:]],

@@ -19,7 +19,6 @@ import pytest
 from fixtures_quality import EXTRACT_DATE, LA, OTHER_LA, YEAR, GoodExtract
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import ensure_signing_key
 from cme_pipeline.errors import DeliveryRejected
 from cme_pipeline.home import open_home
 from cme_pipeline.la.intake import DeliveryQuarantined, open_delivery_file
@@ -73,7 +72,7 @@ def _flip_ciphertext(settings: Settings, good: GoodExtract) -> Path:
 
 
 def _rogue_signer(settings: Settings, good: GoodExtract) -> Path:
-    ensure_signing_key(open_home(settings).keys)  # the LA trusts the real partner key
+    # The LA has pinned the real partner key (packaging pins it first); a rogue key signs.
     return _package(settings, good.csv(), signing_key="rogue/signing.ed25519")
 
 

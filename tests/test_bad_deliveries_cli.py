@@ -17,8 +17,8 @@ options). So the command packages every case; the few it cannot produce by itsel
 way the catalogue makes them, after the command has run:
 
 * tampered ciphertext: packaged by the command, then one ciphertext byte flipped in the file;
-* wrong signing key: packaged by the command with ``--signing-key`` naming a rogue key (the real
-  partner key is created first with ``ensure_signing_key``, as in the library test);
+* wrong signing key: packaged by the command with ``--signing-key`` naming a rogue key (the LA
+  has pinned the real partner key, as in the library test);
 * manifest row count mismatch: packaged by the command with ``--declare-rows``;
 * wrong LA code: packaged by the command for Gwynedd, then the file moved into Cardiff's inbox.
 
@@ -228,9 +228,9 @@ def batch(tmp_path_factory: pytest.TempPathFactory, good_extract: GoodExtract) -
 
 
 def _scan(roots: list[Path], home: Path, needles: list[str]) -> list[str]:
-    """Files under the roots (outside the home's keys/ and partner/) holding a needle in plain."""
+    """Files under the roots (outside the home's partner/) holding a needle in plain."""
     encoded = [n.encode() for n in needles]
-    skip = {home / "keys", home / "partner"}
+    skip = {home / "partner"}
     found = []
     for root in roots:
         for path in root.rglob("*"):

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import struct
 from pathlib import Path
 
 import pytest
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import open_delivery, read_manifest
+from cme_pipeline.crypto import PARTNER_PINNED, open_delivery, pin_partner_key, read_manifest
 from cme_pipeline.crypto.boundary import MAGIC
-from cme_pipeline.crypto.keystore import FileKeyStore
+from cme_pipeline.crypto.prekeys import publish
 from cme_pipeline.errors import DeliveryRejected, IntegrityError, KeyUnavailable
-from cme_pipeline.home import open_home
+from cme_pipeline.home import open_home, open_keystore
 from cme_pipeline.simulate.package import count_records, package_extract
 
 CARDIFF, GWYNEDD = "W06000015", "W06000002"
@@ -47,17 +46,14 @@ def test_another_las_key_cannot_open_it(settings: Settings) -> None:
         open_delivery(keys, blob, la_code=GWYNEDD)
 
 
-def test_a_different_receiving_key_cannot_decrypt(settings: Settings, tmp_path: Path) -> None:
+def test_another_key_store_of_the_same_la_cannot_decrypt(settings: Settings, tmp_path: Path) -> None:
     path = _deliver(settings)
-    # Same LA code, but a key store whose receiving key is not the one the partner encrypted to.
-    other = tmp_path / "other-keys"
-    shutil.copytree(Path(settings.keystore_uri.removeprefix("file:")) / "partner", other / "partner")
-    keys = FileKeyStore(other)
-    from cme_pipeline.crypto import ensure_la_receiving_key
-
-    ensure_la_receiving_key(keys, CARDIFF)
-    with pytest.raises(IntegrityError, match="different receiving key"):
-        open_delivery(keys, path.read_bytes(), la_code=CARDIFF)
+    # Same LA code and the same pinned partner, but its own one-time keys: not the one used.
+    other = open_keystore(f"file:{tmp_path / 'other-keys'}")
+    pin_partner_key(other, open_home(settings).keys.public_key(PARTNER_PINNED))
+    publish(other, CARDIFF, 2)
+    with pytest.raises(IntegrityError, match="does not hold"):
+        open_delivery(other, path.read_bytes(), la_code=CARDIFF)
 
 
 @pytest.mark.parametrize("where", ["magic", "header", "signature", "ciphertext", "last"])
@@ -88,7 +84,7 @@ def test_a_wrong_signing_key_is_detected(settings: Settings) -> None:
 def test_without_the_partner_key_nothing_is_trusted(settings: Settings, tmp_path: Path) -> None:
     path = _deliver(settings)
     with pytest.raises(KeyUnavailable):
-        read_manifest(FileKeyStore(tmp_path / "empty"), path.read_bytes())
+        read_manifest(open_keystore(f"file:{tmp_path / 'empty'}"), path.read_bytes())
 
 
 def test_declared_row_count_is_signed_as_given(settings: Settings) -> None:

@@ -9,7 +9,7 @@ import pytest
 from fixtures_quality import EXTRACT_DATE, LA, YEAR, GoodExtract
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto.boundary import la_receiving_key_name
+from cme_pipeline.crypto import PARTNER_PINNED, held_prekeys, prekey_name
 from cme_pipeline.errors import KeyUnavailable
 from cme_pipeline.home import open_home
 from cme_pipeline.la.intake import DeliveryQuarantined, open_delivery_file
@@ -56,14 +56,27 @@ def test_successful_intake_leaves_the_delivery_in_the_inbox_and_returns_the_extr
     assert result.extract.equals(good_extract.frame.astype(object))
 
 
-def test_missing_la_key_is_a_set_up_fault_and_leaves_the_delivery_waiting(
+def test_an_unpinned_partner_key_is_a_set_up_fault_and_leaves_the_delivery_waiting(
     settings: Settings, good_extract: GoodExtract
 ) -> None:
     path = package_extract(settings, LA, good_extract.csv(), extract_date=EXTRACT_DATE)
-    open_home(settings).keys.destroy(la_receiving_key_name(LA))
-    with pytest.raises(KeyUnavailable):
+    open_home(settings).keys.destroy(PARTNER_PINNED)
+    with pytest.raises(KeyUnavailable, match="not pinned"):
         open_delivery_file(open_home(settings), LA, path, YEAR)
     assert path.exists() and not settings.quarantine(LA).exists()
+
+
+def test_a_delivery_to_a_destroyed_one_time_key_never_opens_and_is_quarantined(
+    settings: Settings, good_extract: GoodExtract
+) -> None:
+    path = package_extract(settings, LA, good_extract.csv(), extract_date=EXTRACT_DATE)
+    keys = open_home(settings).keys
+    (used,) = [p for p in held_prekeys(keys, LA) if p in path.read_bytes().decode("latin-1")]
+    assert keys.destroy(prekey_name(LA, used))  # as the run does once the delivery is processed
+    with pytest.raises(DeliveryQuarantined, match="one-time receiving key this LA does not hold"):
+        open_delivery_file(open_home(settings), LA, path, YEAR)
+    note = json.loads(next(settings.quarantine(LA).glob("*.rejection.json")).read_text())
+    assert note["prekey_id"] == used and note["check"] == "integrity"
 
 
 def test_a_second_rejected_delivery_of_the_same_name_never_overwrites_the_first(

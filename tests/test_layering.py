@@ -80,7 +80,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"commands", "embedded_airflow", "cli"}),
 )
 # Only the composition root names a concrete key store or opens an LA store engine.
-WIRING = {"FileKeyStore": {"home.py", "crypto/keystore.py"}, "create_store_engine": {"home.py", "store/db.py"},
+WIRING = {"FileKeyStore": {"home.py", "crypto/keystore.py"}, "Pkcs11KeyStore": {"home.py", "crypto/pkcs11_store.py"},
+          "create_store_engine": {"home.py", "store/db.py"},
           "create_tables": {"home.py", "store/db.py"}, "create_all": {"store/db.py"}}
 
 

@@ -1,10 +1,16 @@
 """The trust boundary between the NHS partner and an LA: hybrid encryption and signed manifests.
 
 A delivery is one file: a header holding the Ed25519-signed manifest, then the plaintext CSV
-encrypted with AES-256-GCM under a key agreed by X25519 between a fresh ephemeral key and the
-LA's receiving key (HKDF-SHA256). The manifest carries the ciphertext's SHA-256, so a flipped
-byte is caught by the signature check before any decryption is attempted, and the GCM tag and
-the plaintext SHA-256 catch it again after.
+encrypted with AES-256-GCM under a key agreed by ECDH (P-256) between a fresh ephemeral key and
+one of the LA's **one-time receiving keys** (``prekeys``; HKDF-SHA256). The LA destroys that
+prekey once the delivery is processed, so no copy of the delivery anywhere (a backup, a transfer
+server, the partner's outbox) opens afterwards. P-256 because a PKCS#11 token can hold it and do
+the ECDH itself (SoftHSM2 cannot generate X25519 keys). The manifest carries the ciphertext's
+SHA-256, so a flipped byte is caught by the signature check before any decryption is attempted,
+and the GCM tag and the plaintext SHA-256 catch it again after.
+
+The partner signs with its own key in its own key store; the LA holds only the partner's pinned
+public key (``PARTNER_PINNED``).
 """
 
 from __future__ import annotations
@@ -19,19 +25,21 @@ from dataclasses import asdict, dataclass
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from cme_pipeline.crypto.keystore import KeyStore
-from cme_pipeline.errors import DeliveryRejected, IntegrityError
+from cme_pipeline.crypto.keystore import KeyStore, check_peer_point
+from cme_pipeline.crypto.prekeys import Prekey, prekey_name, valid_prekey_id
+from cme_pipeline.crypto.signing import ensure_signing_key, key_id_of
+from cme_pipeline.errors import DeliveryRejected, IntegrityError, KeyUnavailable
 
-MAGIC = b"CME-DELIVERY/1\n"
+MAGIC = b"CME-DELIVERY/2\n"
 DELIVERY_SUFFIX = ".cmedelivery"
-PARTNER_SIGNING_KEY = "partner/signing.ed25519"
-PARTNER_SIGNING_PUBLIC = "partner/signing.ed25519.pub"
-_HKDF_INFO = b"cme-pipeline delivery v1"
+PARTNER_SIGNING_KEY = "partner/signing.ed25519"  # in the partner's own key store
+PARTNER_PINNED = "pinned/nhs-partner.ed25519"  # the partner's public key, pinned in the LA's store
+_HKDF_INFO = b"cme-pipeline delivery v2"
 
 
 @dataclass(frozen=True)
@@ -66,80 +74,54 @@ def _canonical(obj: dict[str, object]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _key_id(public_raw: bytes) -> str:
-    return hashlib.sha256(public_raw).hexdigest()[:16]
+def _raw(public: ec.EllipticCurvePublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
 
-def _raw(public: X25519PublicKey | Ed25519PublicKey) -> bytes:
-    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def pin_partner_key(keys: KeyStore, public_raw: bytes) -> str:
+    """Pin the NHS partner's public signing key in the LA's key store (once); return its id.
 
-
-# -- keys -----------------------------------------------------------------------------------
-
-
-def la_receiving_key_name(la_code: str) -> str:
-    """Key-store name of an LA's private receiving key."""
-    return f"la/{la_code}/receiving.x25519"
-
-
-def ensure_la_receiving_key(keys: KeyStore, la_code: str) -> str:
-    """Create the LA's X25519 receiving key pair on first use; return its key id.
-
-    Args:
-        keys: the key store.
-        la_code: the LA's ONS code.
+    Raises:
+        KeyUnavailable: a different partner key is pinned already (re-pinning is a deliberate,
+            manual act: destroy the old pin first).
     """
-    name = la_receiving_key_name(la_code)
-    if not keys.exists(name):
-        private = X25519PrivateKey.generate()
-        keys.put(name, private.private_bytes_raw())
-        keys.put(name + ".pub", _raw(private.public_key()))
-    return _key_id(keys.get(name + ".pub"))
-
-
-def ensure_signing_key(keys: KeyStore, name: str = PARTNER_SIGNING_KEY) -> str:
-    """Create an Ed25519 signing key pair on first use; return its key id.
-
-    Args:
-        keys: the key store.
-        name: key-store name; the partner's trusted key is ``PARTNER_SIGNING_KEY``.
-    """
-    if not keys.exists(name):
-        private = Ed25519PrivateKey.generate()
-        keys.put(name, private.private_bytes_raw())
-        keys.put(name + ".pub", _raw(private.public_key()))
-    return _key_id(keys.get(name + ".pub"))
+    if keys.exists(PARTNER_PINNED):
+        if keys.public_key(PARTNER_PINNED) != public_raw:
+            raise KeyUnavailable("a different NHS partner signing key is pinned already")
+    else:
+        keys.put_public(PARTNER_PINNED, public_raw)
+    return key_id_of(public_raw)
 
 
 # -- sealing (partner side) ------------------------------------------------------------------
 
 
 def seal_delivery(
-    keys: KeyStore,
+    partner_keys: KeyStore,
     plaintext: bytes,
     *,
     la_code: str,
+    prekey: Prekey,
     extract_date: dt.date,
     schema_version: str,
     row_count: int,
     signing_key: str = PARTNER_SIGNING_KEY,
 ) -> tuple[Manifest, bytes]:
-    """Encrypt an extract to an LA and sign its manifest; return the manifest and file bytes.
+    """Encrypt an extract to one of an LA's one-time keys and sign its manifest.
 
     Args:
-        keys: the key store holding the LA's public key and the signing key.
+        partner_keys: the partner's own key store (its signing key).
         plaintext: the extract CSV bytes.
         la_code: the recipient LA.
+        prekey: an unused one-time receiving key of the LA, from a bundle it published.
         extract_date: the date the partner made the extract.
         schema_version: the extract's data-contract version.
         row_count: the number of records the partner declares.
         signing_key: key-store name of the signing key (tests pass a rogue one).
     """
-    ensure_la_receiving_key(keys, la_code)
-    signer_id = ensure_signing_key(keys, signing_key)
-    recipient_public = keys.get(la_receiving_key_name(la_code) + ".pub")
-    ephemeral = X25519PrivateKey.generate()
-    aes_key = _derive(ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient_public)))
+    signer_id = ensure_signing_key(partner_keys, signing_key)
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    aes_key = _derive(ephemeral.exchange(ec.ECDH(), check_peer_point(prekey.public)), prekey.prekey_id)
     nonce = secrets.token_bytes(12)
     draft = Manifest(
         delivery_id=f"D{extract_date:%Y%m%d}-{la_code}-{secrets.token_hex(4)}",
@@ -149,7 +131,7 @@ def seal_delivery(
         row_count=row_count,
         plaintext_sha256=hashlib.sha256(plaintext).hexdigest(),
         ciphertext_sha256="",
-        recipient_key_id=_key_id(recipient_public),
+        recipient_key_id=prekey.prekey_id,
         signer_key_id=signer_id,
         ephemeral_public_key=base64.b64encode(_raw(ephemeral.public_key())).decode(),
         nonce=base64.b64encode(nonce).decode(),
@@ -157,16 +139,18 @@ def seal_delivery(
     )
     ciphertext = AESGCM(aes_key).encrypt(nonce, plaintext, draft.aad())
     manifest = Manifest(**{**asdict(draft), "ciphertext_sha256": hashlib.sha256(ciphertext).hexdigest()})
-    signer = Ed25519PrivateKey.from_private_bytes(keys.get(signing_key))
+    signature = partner_keys.sign(signing_key, manifest.canonical())
     header = json.dumps(
-        {"manifest": asdict(manifest), "signature": base64.b64encode(signer.sign(manifest.canonical())).decode()},
+        {"manifest": asdict(manifest), "signature": base64.b64encode(signature).decode()},
         sort_keys=True,
     ).encode()
     return manifest, MAGIC + struct.pack(">I", len(header)) + header + ciphertext
 
 
-def _derive(shared: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(shared)
+def _derive(shared: bytes, prekey_id: str) -> bytes:
+    # The prekey's id in the HKDF info binds the key to the one-time key it was agreed with.
+    info = _HKDF_INFO + b"\x00" + prekey_id.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
 
 
 # -- opening (LA side) -----------------------------------------------------------------------
@@ -187,9 +171,11 @@ def read_manifest(keys: KeyStore, blob: bytes) -> tuple[Manifest, bytes]:
         header = json.loads(blob[start : start + length])
         manifest = Manifest(**header["manifest"])
         signature = base64.b64decode(header["signature"], validate=True)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: hostile nesting
         raise IntegrityError("delivery header is unreadable or incomplete") from None
-    trusted = Ed25519PublicKey.from_public_bytes(keys.get(PARTNER_SIGNING_PUBLIC))
+    if not keys.exists(PARTNER_PINNED):
+        raise KeyUnavailable("the NHS partner's public signing key is not pinned in this LA's key store")
+    trusted = Ed25519PublicKey.from_public_bytes(keys.public_key(PARTNER_PINNED))
     try:
         trusted.verify(signature, manifest.canonical())
     except InvalidSignature:
@@ -215,14 +201,17 @@ def open_delivery(keys: KeyStore, blob: bytes, *, la_code: str) -> tuple[Manifes
         raise DeliveryRejected(
             f"delivery is addressed to LA {manifest.la_code}, not {la_code}", check="manifest"
         )
-    name = la_receiving_key_name(la_code)
-    our_public = keys.get(name + ".pub")
-    if manifest.recipient_key_id != _key_id(our_public):
-        raise IntegrityError("delivery was encrypted to a different receiving key of this LA")
-    private = X25519PrivateKey.from_private_bytes(keys.get(name))
+    if not valid_prekey_id(manifest.recipient_key_id):
+        raise IntegrityError("manifest names no valid one-time receiving key")
+    name = prekey_name(la_code, manifest.recipient_key_id)
+    if not keys.exists(name):
+        raise IntegrityError(
+            "delivery was encrypted to a one-time receiving key this LA does not hold "
+            "(already used and destroyed, or never published by this LA)"
+        )
     try:
-        peer = X25519PublicKey.from_public_bytes(base64.b64decode(manifest.ephemeral_public_key))
-        aes_key = _derive(private.exchange(peer))
+        peer = base64.b64decode(manifest.ephemeral_public_key, validate=True)
+        aes_key = _derive(keys.agree(name, peer), manifest.recipient_key_id)
         plaintext = AESGCM(aes_key).decrypt(base64.b64decode(manifest.nonce), ciphertext, manifest.aad())
     except (InvalidTag, ValueError):
         raise IntegrityError("delivery does not decrypt with this LA's receiving key") from None

@@ -1,20 +1,23 @@
-"""Envelope encryption of the LA store: per-delivery data keys, versioned retained keys, HMAC tags.
+"""Record encryption of the LA store: per-delivery data keys, versioned retained keys, tags.
 
-Every health value the LA holds at rest is sealed with AES-256-GCM under a data key; data keys
-are kept in the key store only wrapped (AES key wrap, RFC 3394) by the LA's key-encryption key,
-so destroying one small wrapped key makes a whole delivery unreadable (crypto-shredding): the
-ciphertext may linger in database pages, WAL or backups, but it is noise without the key.
+Every health value the LA holds at rest is sealed with AES-256-GCM under a key derived from one
+secret in the key store (``KeyStore.derive``), so destroying that one secret makes a whole
+delivery unreadable (crypto-shredding): the ciphertext may linger in database pages, WAL or
+backups, but it is noise without the key. On a ``pkcs11:`` store the secret never leaves the
+token; what leaves is a derived key, held in memory only while a step runs.
 
-Key names (all under the LA's prefix):
-- ``la/<la>/kek``                 the key-encryption key, created on first use;
-- ``la/<la>/data/<delivery_id>``  one wrapped data key per delivery (staged rows);
-- ``la/<la>/retained/<n>``        wrapped retained-data keys, one per rotation version;
-- ``la/<la>/hmac``                the key of NHS-number tags (a bare hash is reversible: the
-                                  999 million possible numbers are enumerated in minutes).
+Secret names (all under the LA's prefix):
+- ``la/<la>/data/<delivery_id>``  one per delivery (staged rows, and the NHS-number tags of them);
+- ``la/<la>/retained/<n>``        retained-data keys, one per rotation version;
+- ``la/<la>/review``              the key of clerical review packs.
+
+NHS-number tags are keyed by the delivery's own secret, so they die with it: a tag under a key
+that survives would reverse to the NHS number in minutes (10^9 candidates). Retained rows carry
+no tag at all: nothing looks a retained child up by NHS number.
 
 The associated data of each ciphertext binds it to (LA, delivery or "retained" scope, record id),
 so a row copied onto another row, delivery or LA fails to decrypt instead of being misread.
-Callers get cipher objects that encrypt and decrypt; key bytes never leave this package.
+Callers get cipher objects that encrypt and decrypt; keys never leave this package.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from cme_pipeline.crypto.keystore import KeyStore
 from cme_pipeline.errors import CiphertextInvalid, KeyUnavailable
@@ -34,66 +36,45 @@ from cme_pipeline.errors import CiphertextInvalid, KeyUnavailable
 _FORMAT = b"\x01"  # ciphertext layout version: 1 byte version, 12 byte nonce, GCM ciphertext+tag
 _NONCE = 12
 _PAD = 64  # plaintexts are padded to a multiple of this, so lengths leak less about names
-
-
-def kek_name(la_code: str) -> str:
-    """Key-store name of the LA's key-encryption key."""
-    return f"la/{la_code}/kek"
+# Contexts of ``KeyStore.derive``: one secret gives independent keys for independent purposes.
+RECORD_KEY = b"cme-record-key/1"
+TAG_KEY = b"cme-nhs-tag/1"
+KEY_ID = b"cme-key-id/1"
 
 
 def data_key_name(la_code: str, delivery_id: str) -> str:
-    """Key-store name of a delivery's wrapped data key."""
+    """Key-store name of a delivery's data key."""
     return f"la/{la_code}/data/{delivery_id}"
 
 
 def retained_key_name(la_code: str, version: int) -> str:
-    """Key-store name of a wrapped retained-data key version."""
+    """Key-store name of a retained-data key version."""
     return f"la/{la_code}/retained/{version}"
 
 
-def hmac_key_name(la_code: str) -> str:
-    """Key-store name of the LA's NHS-number tag key."""
-    return f"la/{la_code}/hmac"
+def review_key_name(la_code: str) -> str:
+    """Key-store name of the LA's review-pack key."""
+    return f"la/{la_code}/review"
 
 
-def _get_or_create(keys: KeyStore, name: str, make: bytes) -> bytes:
+def ensure_secret(keys: KeyStore, name: str) -> None:
+    """Create the secret if absent (idempotent; a concurrent creator's secret is kept)."""
     if not keys.exists(name):
         try:
-            keys.put(name, make)
+            keys.create_secret(name)
         except KeyUnavailable:  # created concurrently by another attempt: use theirs
-            pass
-    return keys.get(name)
+            if not keys.exists(name):
+                raise
 
 
-def _kek(keys: KeyStore, la_code: str) -> bytes:
-    return _get_or_create(keys, kek_name(la_code), AESGCM.generate_key(bit_length=256))
-
-
-def _unwrap(keys: KeyStore, la_code: str, name: str, what: str) -> bytes:
-    wrapped = keys.get(name)  # KeyUnavailable when destroyed
-    try:
-        return aes_key_unwrap(_kek(keys, la_code), wrapped)
-    except InvalidUnwrap:
-        raise CiphertextInvalid(f"LA {la_code}: the {what} does not unwrap under the LA's key-encryption key") from None
-
-
-def _create_wrapped(keys: KeyStore, la_code: str, name: str) -> None:
-    if not keys.exists(name):
-        wrapped = aes_key_wrap(_kek(keys, la_code), AESGCM.generate_key(bit_length=256))
-        try:
-            keys.put(name, wrapped)
-        except KeyUnavailable:
-            pass
-
-
-def key_fingerprint(keys: KeyStore, name: str) -> str:
-    """A non-secret id of a stored key: the first 16 hex digits of SHA-256 of its wrapped form.
+def key_id(keys: KeyStore, name: str) -> str:
+    """A non-secret id of a stored secret: its name and 16 hex digits derived from it.
 
     Args:
         keys: the key store.
-        name: the key's name.
+        name: the secret's name.
     """
-    return hashlib.sha256(keys.get(name)).hexdigest()[:16]
+    return f"{name}#{keys.derive(name, KEY_ID)[:8].hex()}"
 
 
 @dataclass(frozen=True)
@@ -151,8 +132,14 @@ def create_data_key(keys: KeyStore, la_code: str, delivery_id: str) -> str:
         delivery_id: the delivery's id from its manifest.
     """
     name = data_key_name(la_code, delivery_id)
-    _create_wrapped(keys, la_code, name)
-    return f"{name}#{key_fingerprint(keys, name)}"
+    ensure_secret(keys, name)
+    return key_id(keys, name)
+
+
+def _derived(keys: KeyStore, name: str, context: bytes, what: str) -> bytes:
+    if not keys.exists(name):
+        raise KeyUnavailable(f"{what} is destroyed or was never created")
+    return keys.derive(name, context)
 
 
 def data_cipher(keys: KeyStore, la_code: str, delivery_id: str) -> RecordCipher:
@@ -166,10 +153,9 @@ def data_cipher(keys: KeyStore, la_code: str, delivery_id: str) -> RecordCipher:
     Raises:
         KeyUnavailable: the data key was never created or has been destroyed.
     """
-    name = data_key_name(la_code, delivery_id)
-    if not keys.exists(name):
-        raise KeyUnavailable(f"LA {la_code}: the data key of delivery {delivery_id} is destroyed or was never created")
-    return RecordCipher(la_code, f"delivery/{delivery_id}", _unwrap(keys, la_code, name, f"data key of delivery {delivery_id}"))
+    key = _derived(keys, data_key_name(la_code, delivery_id), RECORD_KEY,
+                   f"LA {la_code}: the data key of delivery {delivery_id}")
+    return RecordCipher(la_code, f"delivery/{delivery_id}", key)
 
 
 def data_key_exists(keys: KeyStore, la_code: str, delivery_id: str) -> bool:
@@ -199,7 +185,7 @@ def create_retained_key(keys: KeyStore, la_code: str, version: int) -> None:
         la_code: the LA's ONS code.
         version: the version number, from 1.
     """
-    _create_wrapped(keys, la_code, retained_key_name(la_code, version))
+    ensure_secret(keys, retained_key_name(la_code, version))
 
 
 def retained_key_exists(keys: KeyStore, la_code: str, version: int) -> bool:
@@ -221,10 +207,8 @@ def retained_cipher(keys: KeyStore, la_code: str, version: int, delivery_id: str
     Raises:
         KeyUnavailable: that key version is destroyed.
     """
-    name = retained_key_name(la_code, version)
-    if not keys.exists(name):
-        raise KeyUnavailable(f"LA {la_code}: retained key version {version} is destroyed or was never created")
-    key = _unwrap(keys, la_code, name, f"retained key version {version}")
+    key = _derived(keys, retained_key_name(la_code, version), RECORD_KEY,
+                   f"LA {la_code}: retained key version {version}")
     return RecordCipher(la_code, f"retained/{delivery_id}", key)
 
 
@@ -251,17 +235,17 @@ class NhsTagger:
         return "NhsTagger()"
 
 
-def nhs_tagger(keys: KeyStore, la_code: str) -> NhsTagger:
-    """The LA's NHS-number tagger (its key is created on first use)."""
-    return NhsTagger(_get_or_create(keys, hmac_key_name(la_code), secrets.token_bytes(32)))
+def nhs_tagger(keys: KeyStore, la_code: str, delivery_id: str) -> NhsTagger:
+    """The tagger of one delivery's staged rows: keyed by the delivery's data key, dies with it.
+
+    Raises:
+        KeyUnavailable: the data key was never created or has been destroyed.
+    """
+    return NhsTagger(_derived(keys, data_key_name(la_code, delivery_id), TAG_KEY,
+                              f"LA {la_code}: the data key of delivery {delivery_id}"))
 
 
 # -- review packs -------------------------------------------------------------------------------
-
-
-def review_key_name(la_code: str) -> str:
-    """Key-store name of the LA's review-pack key."""
-    return f"la/{la_code}/review"
 
 
 def review_cipher(keys: KeyStore, la_code: str) -> RecordCipher:
@@ -272,5 +256,5 @@ def review_cipher(keys: KeyStore, la_code: str) -> RecordCipher:
         la_code: the LA's ONS code.
     """
     name = review_key_name(la_code)
-    _create_wrapped(keys, la_code, name)
-    return RecordCipher(la_code, "review-pack", _unwrap(keys, la_code, name, "review key"))
+    ensure_secret(keys, name)
+    return RecordCipher(la_code, "review-pack", keys.derive(name, RECORD_KEY))

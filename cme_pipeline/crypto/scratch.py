@@ -13,19 +13,17 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cme_pipeline.crypto.envelope import ensure_secret
 from cme_pipeline.crypto.keystore import KeyStore
 from cme_pipeline.durable import write_atomic
 from cme_pipeline.errors import IntegrityError
 
+SCRATCH_KEY = b"cme-scratch/1"
+
 
 def _key(keys: KeyStore, name: str) -> bytes:
-    if not keys.exists(name):
-        try:
-            keys.put(name, AESGCM.generate_key(bit_length=256))
-        except Exception:  # another attempt of the same task created it first
-            if not keys.exists(name):
-                raise
-    return keys.get(name)
+    ensure_secret(keys, name)
+    return keys.derive(name, SCRATCH_KEY)
 
 
 def write_sealed(keys: KeyStore, key_name: str, path: Path, data: bytes) -> None:
@@ -51,6 +49,6 @@ def read_sealed(keys: KeyStore, key_name: str, path: Path) -> bytes:
     """
     blob = path.read_bytes()
     try:
-        return AESGCM(keys.get(key_name)).decrypt(blob[:12], blob[12:], path.name.encode())
+        return AESGCM(keys.derive(key_name, SCRATCH_KEY)).decrypt(blob[:12], blob[12:], path.name.encode())
     except InvalidTag:
         raise IntegrityError(f"scratch file {path.name} was altered or sealed under another key") from None

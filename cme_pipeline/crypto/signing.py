@@ -1,8 +1,9 @@
 """Ed25519 signatures for the LA's own evidence (ledger checkpoints and deletion certificates).
 
 Each LA has its own evidence signing key, separate from the partner's delivery key, so that an
-auditor can verify one LA's evidence with one exported public key. The private key never leaves
-this package: callers ask for a signature or a check, never for the key.
+auditor can verify one LA's evidence with one exported public key. It also signs the LA's
+batches of one-time receiving keys (``prekeys``). The private key never leaves the key store:
+callers ask for a signature or a check, never for the key.
 """
 
 from __future__ import annotations
@@ -12,15 +13,36 @@ import hashlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from cme_pipeline.crypto.boundary import ensure_signing_key
 from cme_pipeline.crypto.keystore import KeyStore
+from cme_pipeline.errors import KeyUnavailable
 
 
 def evidence_key_name(la_code: str) -> str:
     """Key-store name of an LA's evidence signing key."""
     return f"la/{la_code}/evidence.ed25519"
+
+
+def key_id_of(public_raw: bytes) -> str:
+    """The id of a public key: the first 16 hex digits of SHA-256 of its raw bytes."""
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def ensure_signing_key(keys: KeyStore, name: str) -> str:
+    """Create an Ed25519 signing key pair on first use; return its key id.
+
+    Args:
+        keys: the key store.
+        name: the key's name.
+    """
+    if not keys.exists(name):
+        try:
+            keys.create_signing_key(name)
+        except KeyUnavailable:  # created concurrently: use theirs
+            if not keys.exists(name):
+                raise
+    return key_id_of(keys.public_key(name))
 
 
 def ensure_evidence_key(keys: KeyStore, la_code: str) -> str:
@@ -42,8 +64,7 @@ def sign(keys: KeyStore, la_code: str, payload: bytes) -> tuple[str, str]:
         payload: the exact bytes to sign (canonical JSON).
     """
     key_id = ensure_evidence_key(keys, la_code)
-    private = Ed25519PrivateKey.from_private_bytes(keys.get(evidence_key_name(la_code)))
-    return key_id, base64.b64encode(private.sign(payload)).decode()
+    return key_id, base64.b64encode(keys.sign(evidence_key_name(la_code), payload)).decode()
 
 
 def public_key_id(keys: KeyStore, la_code: str) -> str | None:
@@ -53,10 +74,10 @@ def public_key_id(keys: KeyStore, la_code: str) -> str | None:
         keys: the key store.
         la_code: the LA.
     """
-    name = evidence_key_name(la_code) + ".pub"
+    name = evidence_key_name(la_code)
     if not keys.exists(name):
         return None
-    return hashlib.sha256(keys.get(name)).hexdigest()[:16]
+    return key_id_of(keys.public_key(name))
 
 
 def verify(keys: KeyStore, la_code: str, payload: bytes, signature: str) -> bool:
@@ -68,10 +89,10 @@ def verify(keys: KeyStore, la_code: str, payload: bytes, signature: str) -> bool
         payload: the bytes that were signed.
         signature: base64 signature.
     """
-    name = evidence_key_name(la_code) + ".pub"
+    name = evidence_key_name(la_code)
     if not keys.exists(name):
         return False
-    return verify_with_public(keys.get(name), payload, signature)
+    return verify_with_public(keys.public_key(name), payload, signature)
 
 
 def verify_with_public(public_raw: bytes, payload: bytes, signature: str) -> bool:
@@ -97,7 +118,7 @@ def public_key_pem(keys: KeyStore, la_code: str) -> bytes:
         la_code: the LA.
     """
     ensure_evidence_key(keys, la_code)
-    public = Ed25519PublicKey.from_public_bytes(keys.get(evidence_key_name(la_code) + ".pub"))
+    public = Ed25519PublicKey.from_public_bytes(keys.public_key(evidence_key_name(la_code)))
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -109,7 +130,7 @@ def matches_public_pem(keys: KeyStore, la_code: str, pem: bytes) -> bool:
         la_code: the LA.
         pem: the exported key's bytes.
     """
-    name = evidence_key_name(la_code) + ".pub"
+    name = evidence_key_name(la_code)
     if not keys.exists(name):
         return False
     try:
@@ -118,4 +139,4 @@ def matches_public_pem(keys: KeyStore, la_code: str, pem: bytes) -> bool:
         return False
     return isinstance(public, Ed25519PublicKey) and public.public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    ) == keys.get(name)
+    ) == keys.public_key(name)

@@ -23,7 +23,7 @@ from cme_pipeline.evidence import files
 EVENTS = frozenset({
     "delivery_received", "delivery_rejected", "delivery_validated", "registers_validated",
     "matched", "minimised", "key_destroyed", "retained", "retained_validated",
-    "run_completed", "run_failed", "purged", "reviewed",
+    "run_completed", "run_failed", "purged", "reviewed", "receiving_key_destroyed", "quarantine_expired",
 })
 # Run ids of an analyst's action outside Airflow (applying review decisions): the ledger's
 # cross-check with Airflow's run history does not look for them there.

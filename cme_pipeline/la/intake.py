@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from cme_pipeline.crypto import Manifest, open_delivery
+from cme_pipeline.crypto import Manifest, destroy_prekey, open_delivery, read_manifest
 from cme_pipeline.crypto.boundary import DELIVERY_SUFFIX
-from cme_pipeline.durable import move, write_atomic
+from cme_pipeline.crypto.prekeys import valid_prekey_id
+from cme_pipeline.durable import move, shred_file, write_atomic
 from cme_pipeline.errors import CmeError, DeliveryRejected
 from cme_pipeline.home import Home
 from cme_pipeline.quality.delivery import validate_delivery
@@ -73,13 +74,13 @@ def open_delivery_file(home: Home, la_code: str, path: Path, year_start: int) ->
     try:
         return _check(home, la_code, blob, year_start, path.name)
     except DeliveryRejected as exc:
-        raise _quarantine(home, la_code, path, exc.reason, exc.check, getattr(exc, "details", None)) from None
+        raise _quarantine(home, la_code, path, blob, exc.reason, exc.check, getattr(exc, "details", None)) from None
     except CmeError:
         raise
     except Exception as exc:  # noqa: BLE001 - a crash in the checks must still quarantine
         # The exception's own message may quote a value: keep only its type.
         reason = f"checks could not complete ({type(exc).__name__})"
-        raise _quarantine(home, la_code, path, reason, "internal", None) from None
+        raise _quarantine(home, la_code, path, blob, reason, "internal", None) from None
 
 
 def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: str) -> IntakeResult:
@@ -107,8 +108,17 @@ def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: st
     return IntakeResult(manifest=manifest, extract=extract, validation=outcome)
 
 
+def _signed_recipient(home: Home, blob: bytes) -> str | None:
+    """The one-time key a delivery was encrypted to, if its manifest's signature verifies."""
+    try:
+        manifest, _ = read_manifest(home.keys, blob)
+    except (CmeError, ValueError):
+        return None  # unsigned or forged: it may not decide which of our keys is destroyed
+    return manifest.recipient_key_id if valid_prekey_id(manifest.recipient_key_id) else None
+
+
 def _quarantine(
-    home: Home, la_code: str, path: Path, reason: str, check: str, details: Any
+    home: Home, la_code: str, path: Path, blob: bytes, reason: str, check: str, details: Any
 ) -> DeliveryQuarantined:
     """Move the delivery, unchanged, into quarantine and build the error to raise."""
     folder = home.settings.quarantine(la_code)
@@ -120,9 +130,54 @@ def _quarantine(
         n += 1
     move(path, target)  # same file system under the LA's directory: atomic
     facts: dict[str, Any] = dict(details) if isinstance(details, dict) else {"stage": "open"}
-    facts.update({"check": check, "delivery_file": path.name, "quarantined_as": target.name})
+    facts.update({"check": check, "delivery_file": path.name, "quarantined_as": target.name,
+                  "quarantined_on": dt.date.today().isoformat()})
+    prekey_id = _signed_recipient(home, blob)
+    if prekey_id is not None:  # its one-time key is destroyed when the quarantine period ends
+        facts["prekey_id"] = prekey_id
     note = target.with_name(target.name + REJECTION_SUFFIX)
     write_atomic(note, (json.dumps({"reason": reason, **facts}, indent=1, sort_keys=True) + "\n").encode())
     message = f"delivery {path.name.removesuffix(DELIVERY_SUFFIX)} rejected and quarantined: {reason}"
     return DeliveryQuarantined(message, reason=reason, check=check, details=facts, quarantined=target)
 
+
+
+@dataclass(frozen=True)
+class QuarantineExpired:
+    """A quarantined delivery whose period ended: shredded, its one-time key destroyed."""
+
+    delivery_file: str
+    prekey_id: str  # "" when the delivery named none of ours
+    prekey_destroyed: bool
+
+
+def expire_quarantine(home: Home, la_code: str, today: dt.date) -> list[QuarantineExpired]:
+    """End the quarantine of deliveries held ``quarantine_days`` or longer.
+
+    Each one's one-time receiving key is destroyed (so no copy of the delivery anywhere opens
+    again) and the quarantined file and its note are shredded. Idempotent.
+
+    Args:
+        home: the LA's services (keys; the settings give the quarantine period).
+        la_code: the LA's ONS code.
+        today: the date to judge by.
+    """
+    folder = home.settings.quarantine(la_code)
+    if not folder.is_dir():
+        return []
+    expired = []
+    for note in sorted(folder.glob(f"*{REJECTION_SUFFIX}")):
+        try:
+            facts = json.loads(note.read_text())
+            since = dt.date.fromisoformat(str(facts["quarantined_on"]))
+        except (ValueError, KeyError, TypeError):  # an older or damaged note: its file's date
+            facts, since = {}, dt.date.fromtimestamp(note.stat().st_mtime)
+        if (today - since).days < home.settings.quarantine_days:
+            continue
+        prekey_id = str(facts.get("prekey_id") or "")
+        destroyed = destroy_prekey(home.keys, la_code, prekey_id) if valid_prekey_id(prekey_id) else False
+        delivery = note.name.removesuffix(REJECTION_SUFFIX)
+        shred_file(folder / delivery)
+        shred_file(note)
+        expired.append(QuarantineExpired(delivery, prekey_id, destroyed))
+    return expired

@@ -106,7 +106,7 @@ def stage_delivery(home: Home, la_code: str, delivery_id: str, extract: pd.DataF
         return int(existing["received"])
     key_id = create_data_key(keys, la_code, delivery_id)
     cipher = data_cipher(keys, la_code, delivery_id)
-    tagger = nhs_tagger(keys, la_code)
+    tagger = nhs_tagger(keys, la_code, delivery_id)
     records = extract[list(HEALTH_EXTRACT)].to_dict("records")
     ids = health_row_ids(len(records))
     rows = (
@@ -228,7 +228,6 @@ def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: st
     keys = home.keys
     version = rstore.current_version(engine, keys, la_code)
     cipher = rstore.CipherCache(keys, la_code).get(version, delivery_id)
-    tagger = nhs_tagger(keys, la_code)
     with engine.begin() as conn:
         staged = _decrypt_staged(home, la_code, delivery_id, sstore.select_staged(conn, la_code, delivery_id))
         frame = _retained_frame(staged, outcomes, run_id, today, home.settings)
@@ -246,7 +245,9 @@ def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: st
                 "best_register": rec["best_register"], "best_register_record_id": rec["best_register_record_id"],
                 "retention_expiry": rec["retention_expiry"],
                 "review_id": f"RV-{secrets.token_hex(5).upper()}" if rec["outcome"] == "possible" else None,
-                "key_version": version, "nhs_tag": tagger.tag(str(rec["nhs_number"])),
+                # No tag: nothing looks a retained child up by NHS number, and a tag under a key
+                # that outlives the row would reverse to the number (10^9 candidates).
+                "key_version": version, "nhs_tag": "",
                 "ciphertext": cipher.encrypt(rid, seal_fields(rec, RETAINED_HEALTH_FIELDS)),
             })
         rstore.delete_retained(conn, la_code, delivery_id=delivery_id)  # a seal that died half-way

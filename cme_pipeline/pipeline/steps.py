@@ -142,6 +142,7 @@ def open_delivery(la_code: str, run_id: str | None, params: Params) -> dict[str,
     update_state(
         ctx.paths,
         delivery_id=manifest.delivery_id,
+        prekey_id=manifest.recipient_key_id,
         delivery_file=waiting[0].name,
         delivery_sha256=manifest.plaintext_sha256,
         received=received,
@@ -290,6 +291,7 @@ def check_retained(la_code: str, run_id: str | None, params: Params) -> dict[str
 def evidence(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Certificate, report and checkpoint; then shred the processed delivery and the run scratch."""
     from cme_pipeline import evidence as proof
+    from cme_pipeline.crypto import destroy_prekey
     from cme_pipeline.durable import shred_file
 
     ctx = _context(la_code, run_id, params)
@@ -308,7 +310,11 @@ def evidence(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
         forensic_self_check="data key destroyed; no plaintext written",
         retention_expiry=state["retention_expiry"],
     ))
-    # The delivery is encrypted to the LA's long-term key: keeping it would undo the shredding.
+    # The delivery's one-time receiving key goes now: no copy of the delivery anywhere (a backup,
+    # a transfer server, the partner's outbox) can be opened again. The file goes too.
+    destroy_prekey(keys, la_code, state["prekey_id"])
+    ctx.record("receiving_key_destroyed", {"prekey_id": state["prekey_id"], "delivery_id": state["delivery_id"],
+                                           "why": "delivery processed"})
     shred_file(settings.inbox(la_code) / state["delivery_file"])
     _shred_scratch(ctx)
     ctx.record("run_completed", {"certificate": certificate.name})
@@ -340,18 +346,28 @@ def abandon(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
 
 
 def purge(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
-    """Purge expired retained and review records of one LA (the retention DAG)."""
+    """Purge expired retained and review records and end expired quarantines (the retention DAG)."""
     from cme_pipeline import evidence as proof
     from cme_pipeline.home import open_home
+    from cme_pipeline.la.intake import expire_quarantine
     from cme_pipeline.la.retention import purge_expired
 
     home = open_home(_settings(params))
-    result = purge_expired(home, la_code, dt.date.today())
+    today = dt.date.today()
+    result = purge_expired(home, la_code, today)
+    expired = expire_quarantine(home, la_code, today)
     facts = {"purged_retained": result.retained, "purged_possible": result.possible}
-    if run_id and (result.retained or result.possible):
-        proof.record(home.settings, la_code, run_id, "purged", facts)
-        proof.checkpoint(home.settings, home.keys, la_code)
-    return {"la_code": la_code, **facts}
+    if run_id:
+        for item in expired:
+            proof.record(home.settings, la_code, run_id, "quarantine_expired", {
+                "delivery_file": item.delivery_file, "prekey_id": item.prekey_id,
+                "prekey_destroyed": item.prekey_destroyed,
+            })
+        if result.retained or result.possible:
+            proof.record(home.settings, la_code, run_id, "purged", facts)
+        if expired or result.retained or result.possible:
+            proof.checkpoint(home.settings, home.keys, la_code)
+    return {"la_code": la_code, **facts, "quarantines_ended": len(expired)}
 
 
 # The matching DAG's steps per LA, in order (the DAG file names these callables directly).

@@ -8,11 +8,10 @@ import io
 from pathlib import Path
 
 from cme_pipeline.config import Settings
-from cme_pipeline.crypto import DELIVERY_SUFFIX, seal_delivery
-from cme_pipeline.crypto.boundary import PARTNER_SIGNING_KEY
+from cme_pipeline.crypto import DELIVERY_SUFFIX, PARTNER_SIGNING_KEY, seal_delivery
 from cme_pipeline.durable import write_atomic
-from cme_pipeline.home import open_home
 from cme_pipeline.schemas import EXTRACT_SCHEMA_VERSION
+from cme_pipeline.simulate.partner import connect_la, partner_keys, take_prekey
 
 
 def count_records(plaintext: bytes) -> int:
@@ -35,11 +34,13 @@ def package_extract(
     extract_date: dt.date | None = None,
     declared_rows: int | None = None,
     signing_key: str = PARTNER_SIGNING_KEY,
+    top_up: bool = True,
 ) -> Path:
     """Encrypt and sign an extract for an LA and place it in the LA's inbox; return its path.
 
-    The file appears in the inbox atomically (written under a temporary name, then renamed), so
-    the LA never sees half a delivery.
+    The extract is encrypted to one unused one-time receiving key of the LA. The file appears in
+    the inbox atomically (written under a temporary name, then renamed), so the LA never sees
+    half a delivery.
 
     Args:
         settings: where the home is.
@@ -49,11 +50,19 @@ def package_extract(
         declared_rows: the row count to declare in the manifest (default: counted). Tests use
             this to check that the LA catches a mismatch.
         signing_key: key-store name of the signing key (tests use a rogue key).
+        top_up: the embedded simulation publishes prekeys for the LA when the partner has none
+            left; without it (``cme partner package``) only at first contact, and a partner that
+            has used every prekey refuses.
+
+    Raises:
+        NoPrekeyLeft: no unused prekey of the LA is left.
     """
+    connect_la(settings, la_code, minimum=1 if top_up else 0)
     manifest, blob = seal_delivery(
-        open_home(settings).keys,
+        partner_keys(settings),
         plaintext,
         la_code=la_code,
+        prekey=take_prekey(settings, la_code),
         extract_date=extract_date or dt.date.today(),
         schema_version=EXTRACT_SCHEMA_VERSION,
         row_count=count_records(plaintext) if declared_rows is None else declared_rows,
