@@ -1,7 +1,7 @@
 """End to end through the real Airflow DAG: simulate two LAs, break one delivery, `cme run` both.
 
-Once on the embedded default (SQLite store and Airflow metadata) and once with both on a real
-PostgreSQL server started for the test. The good LA completes with counts that reconcile and
+Once on the embedded default (SQLite store and Airflow metadata, ``file:`` key store) and once
+with both on a real PostgreSQL server started for the test and every key in a SoftHSM2 token. The good LA completes with counts that reconcile and
 evidence that verifies; the bad one is quarantined. Then every byte the LA side can reach
 (home, Airflow metadata and task logs, PostgreSQL data files, WAL and server log, temp files)
 is scanned for the run's NHS numbers and for the surname + date of birth of children the LA
@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from postgres_server import PostgresServer, start_server
+from softhsm import new_token
 from residue import Probe, scan
 
 from cme_pipeline import evidence
 from cme_pipeline.config import Settings, load_settings
-from cme_pipeline.crypto import open_delivery
+from cme_pipeline.crypto import held_prekeys, open_delivery
 from cme_pipeline.evidence import ledger
 from cme_pipeline.home import open_home
 from cme_pipeline.la import minimise
@@ -80,6 +81,9 @@ def finished(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             pytest.skip("PostgreSQL server binaries are not installed")
         env["CME_DATABASE_URL"] = server.create_database("cme")
         env["CME_AIRFLOW_DATABASE_URL"] = server.create_database("airflow")
+        # The production-like variant keeps every key in a PKCS#11 token (SoftHSM2).
+        env["CME_KEYSTORE"] = new_token()
+        env["SOFTHSM2_CONF"] = os.environ["SOFTHSM2_CONF"]
     try:
         made = _cme(env, home, "simulate", "--la", f"{GOOD},{BAD}", "--children", str(CHILDREN), "--seed", "21")
         assert made.returncode == 0, made.stderr
@@ -129,8 +133,10 @@ def test_good_la_completes_and_bad_la_is_quarantined(finished: Finished) -> None
     assert "Traceback" not in done.stderr
     assert len(list(settings.quarantine(BAD).glob("*.cmedelivery"))) == 1
     assert not list(settings.inbox(BAD).glob("*.cmedelivery"))
-    # The processed delivery is shredded too: it is encrypted to the LA's long-term key.
+    # The processed delivery is shredded too, and its one-time key destroyed.
     assert not list(settings.inbox(GOOD).glob("*.cmedelivery"))
+    state = read_state(RunPaths(settings, GOOD, finished.run_id))
+    assert state["prekey_id"] not in held_prekeys(open_home(settings).keys, GOOD)
     assert GOOD in done.stdout and "report:" in done.stdout
 
 

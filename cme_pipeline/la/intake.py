@@ -5,6 +5,10 @@ the delivery suite. If anything fails, the delivery file moves, still encrypted 
 byte unchanged, to the LA's ``quarantine/`` (an atomic rename; the file is never lost), a
 PII-free note of why is written beside it, and ``DeliveryQuarantined`` is raised. Nothing of the
 plaintext is written anywhere by this module.
+
+``expire_quarantine`` ends a quarantine after ``Settings.quarantine_days``: the delivery's
+one-time receiving key is destroyed (if the signed manifest named one of ours) and the file and
+its note are shredded, so the rejected extract cannot be opened anywhere any more.
 """
 
 from __future__ import annotations

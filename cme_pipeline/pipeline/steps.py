@@ -310,6 +310,8 @@ def evidence(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
         forensic_self_check="data key destroyed; no plaintext written",
         retention_expiry=state["retention_expiry"],
     ))
+    # From here the run's work stands: an abandon after a failure below must not discard it.
+    update_state(ctx.paths, certified=True)
     # The delivery's one-time receiving key goes now: no copy of the delivery anywhere (a backup,
     # a transfer server, the partner's outbox) can be opened again. The file goes too.
     destroy_prekey(keys, la_code, state["prekey_id"])
@@ -333,7 +335,7 @@ def abandon(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     if "rejected" in state:
         ctx.checkpoint()
         return {"la_code": la_code, "message": f"{la_code}: delivery rejected and quarantined: {state['rejected']}"}
-    if state.get("completed"):
+    if state.get("completed") or state.get("certified"):
         return {"la_code": la_code, "message": f"{la_code}: work completed and certified, but a task failed afterwards"}
     if "delivery_id" in state:
         minimisation.discard_delivery(ctx.home, la_code, state["delivery_id"])
