@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from postgres_server import PostgresServer, start_server
-from softhsm import new_token
 from residue import Probe, scan
+from softhsm import new_token
 
 from cme_pipeline import evidence
 from cme_pipeline.config import Settings, load_settings
