@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cme_pipeline.errors import ConfigError
+from cme_pipeline.errors import ConfigError, UsageError
 
 # Why 90 days: long enough for a CME officer's enquiries (Welsh Government guidance expects
 # initial checks within 20 school days and follow-up within a term), short enough that data
@@ -29,6 +29,9 @@ DEFAULT_REVIEW_DAYS = 14
 DEFAULT_QUARANTINE_DAYS = 30
 DEFAULT_MATCH_THRESHOLD = 0.95
 DEFAULT_POSSIBLE_THRESHOLD = 0.50
+# A match deletes the child's health data irreversibly: one mistyped threshold (0.01 for 0.91)
+# would "match" every child and destroy the whole delivery. Below this floor nothing runs.
+MATCH_THRESHOLD_FLOOR = 0.90
 KEYSTORE_SCHEMES = ("file:", "pkcs11:")
 
 
@@ -106,6 +109,26 @@ class Settings:
     def retention_expiry(self, today: dt.date) -> dt.date:
         """The date a retained record made ``today`` must be purged."""
         return today + dt.timedelta(days=self.retention_days)
+
+
+def check_thresholds(match_threshold: float, possible_threshold: float) -> None:
+    """Refuse thresholds that would delete children on a typo: one clear line, nothing runs.
+
+    Args:
+        match_threshold: at or above this probability a child is matched (and deleted).
+        possible_threshold: at or above this a pair goes to clerical review.
+
+    Raises:
+        UsageError: the match threshold is below the floor or above 1, or the review band is
+            not below it.
+    """
+    if not MATCH_THRESHOLD_FLOOR <= match_threshold <= 1.0:
+        raise UsageError(
+            f"match threshold {match_threshold:g} refused: it must be between {MATCH_THRESHOLD_FLOOR:g} and 1 "
+            "(a match deletes the child's health data)"
+        )
+    if not 0.0 <= possible_threshold <= match_threshold:
+        raise UsageError(f"possible threshold {possible_threshold:g} refused: it must be between 0 and the match threshold")
 
 
 def load_settings(

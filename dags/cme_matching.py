@@ -24,6 +24,7 @@ from airflow.sdk import (
 )
 
 from cme_pipeline.areas import LA_CODES
+from cme_pipeline.config import MATCH_THRESHOLD_FLOOR
 from cme_pipeline.pipeline import DELIVERY_ASSET_NAME, DELIVERY_ASSET_URI, steps
 
 DELIVERY = Asset(name=DELIVERY_ASSET_NAME, uri=DELIVERY_ASSET_URI)
@@ -69,8 +70,9 @@ def _step_task(step: Callable[..., dict[str, object]]):  # type: ignore[no-untyp
                           minItems=1, uniqueItems=True, description="ONS codes of the LAs to run"),
         "academic_year": Param(None, type=["null", "integer"], minimum=2020, maximum=2100,
                                description="Start year of the academic year (default: current)"),
-        "match_threshold": Param(0.95, type="number", minimum=0, maximum=1,
-                                 description="Probability at or above which a child is matched"),
+        "match_threshold": Param(0.95, type="number", minimum=MATCH_THRESHOLD_FLOOR, maximum=1,
+                                 description="Probability at or above which a child is matched (and "
+                                             f"their health data deleted); at least {MATCH_THRESHOLD_FLOOR}"),
         "possible_threshold": Param(0.50, type="number", minimum=0, maximum=1,
                                     description="Probability at or above which a pair goes to review"),
     },

@@ -69,6 +69,7 @@ def test_params_are_validated_and_hold_no_personal_fields(dagbag: dict[str, obje
     assert set(params) == {"la_codes", "academic_year", "match_threshold", "possible_threshold"}
     assert params["la_codes"]["items"]["enum"][13] == "W06000015"
     assert params["match_threshold"]["maximum"] == 1
+    assert params["match_threshold"]["minimum"] == 0.9  # a typo must not match (and delete) every child
 
 
 def test_dag_files_are_thin() -> None:

@@ -38,10 +38,27 @@ def test_keys_live_beside_the_home_never_in_it(tmp_path: Path) -> None:
 
 def test_a_threshold_of_zero_is_a_value_not_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CME_HOME", str(tmp_path))
-    chosen = steps._settings({"match_threshold": 0.0, "possible_threshold": 0})
-    assert (chosen.match_threshold, chosen.possible_threshold) == (0.0, 0.0)
+    chosen = steps._settings({"match_threshold": 0.97, "possible_threshold": 0})
+    assert (chosen.match_threshold, chosen.possible_threshold) == (0.97, 0.0)
     default = steps._settings({"match_threshold": None})
     assert default.match_threshold == load_settings(tmp_path, environ={}).match_threshold
+
+
+@pytest.mark.parametrize(("match", "possible"), [(0.0, 0.5), (0.01, 0.0), (0.89, 0.5), (1.5, 0.5), (0.95, 0.96)])
+def test_a_threshold_that_would_delete_children_on_a_typo_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], match: float, possible: float
+) -> None:
+    from cme_pipeline.cli import main
+    from cme_pipeline.errors import UsageError
+
+    monkeypatch.setenv("CME_HOME", str(tmp_path))
+    with pytest.raises(UsageError, match="refused"):
+        steps._settings({"match_threshold": match, "possible_threshold": possible})
+    args = ["--home", str(tmp_path), "run", "--la", "W06000015",
+            "--match-threshold", str(match), "--possible-threshold", str(possible)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refused" in err[0]
 
 
 def test_a_forked_worker_opens_its_own_engine(tmp_path: Path) -> None:

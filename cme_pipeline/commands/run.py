@@ -7,7 +7,7 @@ import sys
 import time
 
 from cme_pipeline.areas import parse_la_codes
-from cme_pipeline.config import Settings
+from cme_pipeline.config import Settings, check_thresholds
 from cme_pipeline.errors import CmeError
 from cme_pipeline.pipeline.lock import home_lock
 from cme_pipeline.progress import say
@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run until every waiting delivery of the chosen LAs is processed or rejected."""
     codes = parse_la_codes(args.la)
+    check_thresholds(  # refuse a destructive typo before anything is opened
+        settings.match_threshold if args.match_threshold is None else args.match_threshold,
+        settings.possible_threshold if args.possible_threshold is None else args.possible_threshold,
+    )
     conf: dict[str, object] = {"academic_year": args.year}
     if args.match_threshold is not None:
         conf["match_threshold"] = args.match_threshold

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from cme_pipeline.areas import parse_la_codes
-from cme_pipeline.config import Settings, load_settings
+from cme_pipeline.config import Settings, check_thresholds, load_settings
 from cme_pipeline.errors import CmeError, DeliveryRejected
 from cme_pipeline.runs import RunPaths, read_state, update_state, waiting_deliveries
 
@@ -38,11 +38,13 @@ def _settings(params: Params) -> Settings:
     settings = load_settings()
     given = params or {}
     match_at, possible_at = given.get("match_threshold"), given.get("possible_threshold")
-    return replace(
+    chosen = replace(
         settings,
         match_threshold=settings.match_threshold if match_at is None else float(match_at),
         possible_threshold=settings.possible_threshold if possible_at is None else float(possible_at),
     )
+    check_thresholds(chosen.match_threshold, chosen.possible_threshold)
+    return chosen
 
 
 @dataclass(frozen=True)
