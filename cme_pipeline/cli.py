@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.home)
+        from cme_pipeline.home import secure_process
+
+        secure_process(settings)  # before anything, Airflow included, writes a file
         handler: Handler = args.handler
         return handler(args, settings)
     except CmeError as exc:

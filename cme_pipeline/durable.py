@@ -99,3 +99,22 @@ def shred_file(path: Path) -> bool:
     path.unlink()
     fsync_dir(path.parent)
     return True
+
+
+def tighten(root: Path) -> int:
+    """Make ``root`` and everything under it owner-only (dirs 0700, files 0600); return how many changed.
+
+    Run at start: whatever the umask was when a file was made, or what an earlier version left,
+    nobody else on the machine may read the home (it holds the registers in plain text).
+    """
+    changed = 0
+    if not root.exists():
+        return changed
+    for path in (root, *root.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:  # group or others may read, write or enter: take it away
+            path.chmod((mode & 0o700) | (0o700 if path.is_dir() else 0))
+            changed += 1
+    return changed

@@ -34,6 +34,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         # small so a leak would be visible in review rather than buried.
         "AIRFLOW__CORE__MAX_TEMPLATED_FIELD_LENGTH": "256",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.airflow_home / "logs"),
+        # Airflow chmods its task logs itself (0o664/0o775 by default), past any umask.
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "CME_HOME": str(settings.home),
         # Tasks (in-process, or a worker Airflow starts) must find the same keys as this command.

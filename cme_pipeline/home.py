@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto.keystore import FileKeyStore, KeyStore
+from cme_pipeline.durable import tighten
 from cme_pipeline.errors import ConfigError
 from cme_pipeline.runs import RunPaths
 from cme_pipeline.store.db import create_store_engine, create_tables
@@ -105,6 +106,23 @@ _HOMES: dict[tuple[Path, str | None, str], Home] = {}
 _HOMES_LOCK = threading.Lock()
 
 
+PRIVATE_UMASK = 0o077
+
+
+def secure_process(settings: Settings) -> None:
+    """Owner-only files from now on, and the home (and a ``file:`` key store) made owner-only.
+
+    Sets the process umask, so everything this process and what it starts (Airflow's database,
+    logs and workers included) creates is 0600/0700 whatever the caller's umask, then tightens
+    what is already there. Called at the start of every command and whenever services are built.
+
+    Args:
+        settings: the home to secure.
+    """
+    os.umask(PRIVATE_UMASK)
+    tighten(settings.home)  # a home that does not exist yet will be made under the new umask
+
+
 def open_home(settings: Settings) -> Home:
     """The process's ``Home`` for these settings, built on first use and then reused.
 
@@ -118,6 +136,7 @@ def open_home(settings: Settings) -> Home:
     with _HOMES_LOCK:
         home = _HOMES.get(key)
         if home is None:
+            secure_process(settings)
             home = Home(settings, open_keystore(settings.keystore_uri), StoreEngines())
             _HOMES[key] = home
     if home.settings != settings:  # same services, this run's thresholds
