@@ -16,7 +16,7 @@ from cme_pipeline.schemas import HEALTH_EXTRACT
 MIN_LA = "W06000015"  # Cardiff
 MIN_DELIVERY = "D20261001-W06000015-0000beef"
 MIN_RUN = "manual__2026-10-02T09:00:00+00:00"
-MIN_TODAY = dt.date(2026, 10, 2)
+MIN_TODAY = dt.date.today()  # retention is judged against the real date when rows are read
 
 
 @dataclass(frozen=True)

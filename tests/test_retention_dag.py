@@ -44,7 +44,8 @@ def test_the_retention_dag_purges_only_what_expired(tmp_path: Path, matched_deli
     for delivery, run, day in ((old, "manual__old", today - dt.timedelta(days=200)), (new, "manual__new", today)):
         m.stage_delivery(open_home(settings), MIN_LA, delivery, matched_delivery.extract)
         m.minimise(open_home(settings), MIN_LA, delivery, run, matched_delivery.outcomes, today=day)
-    before = m.list_retained(open_home(settings), MIN_LA)
+    assert set(m.list_retained(open_home(settings), MIN_LA)["delivery_id"]) == {new}  # expired: never read
+    before = m.list_retained(open_home(settings), MIN_LA, today=today - dt.timedelta(days=200))  # as it was then
     expired = before[before["delivery_id"] == old]
     assert len(expired) > 0 and (before["delivery_id"] == new).sum() == len(expired)
 

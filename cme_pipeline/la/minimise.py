@@ -356,34 +356,39 @@ def _open_retained(home: Home, la_code: str, rows: list[dict[str, Any]]) -> pd.D
 
 
 def read_retained(home: Home, la_code: str, *, run_id: str | None = None,
-                  outcome: str | None = None) -> pd.DataFrame:
+                  outcome: str | None = None, today: dt.date | None = None) -> pd.DataFrame:
     """Retained rows decrypted, with ``best_register_record_id`` and ``review_id`` (for review).
+
+    Rows whose retention has ended (``retention_expiry <= today``) are never returned, purged or
+    not.
 
     Args:
         home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         run_id: only rows retained by this run.
         outcome: only rows with this outcome.
+        today: the date to judge expiry by (default: today).
     """
     engine = home.store(la_code)
     with engine.connect() as conn:
-        rows = rstore.select_retained(conn, la_code, run_id=run_id, outcome=outcome)
+        rows = rstore.select_retained(conn, la_code, live_on=today or dt.date.today(), run_id=run_id, outcome=outcome)
     return _open_retained(home, la_code, rows)
 
 
-def list_retained(home: Home, la_code: str, run_id: str | None = None) -> pd.DataFrame:
-    """The retained children, decrypted with the retained key, for the CME officer and checks.
+def list_retained(home: Home, la_code: str, run_id: str | None = None, today: dt.date | None = None) -> pd.DataFrame:
+    """The retained children still within their retention, decrypted, for the CME officer and checks.
 
     Args:
         home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         run_id: only rows retained by this run (None: all).
+        today: the date to judge expiry by (default: today).
 
     Returns:
         ``RETAINED`` columns plus ``health_record_id`` and ``delivery_id``, ordered by delivery
         and record; ``retention_expiry`` as ``datetime.date``.
     """
-    return read_retained(home, la_code, run_id=run_id)[list(LISTED)]
+    return read_retained(home, la_code, run_id=run_id, today=today)[list(LISTED)]
 
 
 def rotate_retained_key(home: Home, la_code: str) -> int:

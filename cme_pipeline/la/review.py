@@ -221,7 +221,7 @@ def apply_decisions(home: Home, la_code: str, decisions: pd.DataFrame, today: dt
     """
     engine = home.store(la_code)
     with engine.begin() as conn:
-        awaiting = rstore.awaiting_review(conn, la_code)
+        awaiting = rstore.awaiting_review(conn, la_code, today)
         chosen = _validated(decisions, awaiting)
         confirmed = [awaiting[rid] for rid, d in chosen if d == "match"]
         rstore.delete_retained_keys(conn, la_code, confirmed)

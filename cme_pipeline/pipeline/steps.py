@@ -116,6 +116,7 @@ def open_delivery(la_code: str, run_id: str | None, params: Params) -> dict[str,
     if "delivery_id" in state:  # a retry: already staged for this run
         return {"la_code": la_code, "delivery_id": state["delivery_id"], "received": state["received"]}
     update_state(ctx.paths, run_id=ctx.run_id)
+    _purge_expired(ctx)  # retention never waits for the daily DAG, which may be paused
     waiting = waiting_deliveries(ctx.settings, la_code)
     if not waiting:
         raise CmeError(f"LA {la_code}: no delivery waiting in the inbox")
@@ -152,6 +153,14 @@ def open_delivery(la_code: str, run_id: str | None, params: Params) -> dict[str,
     )
     log.info("LA %s: staged %d records of delivery %s", la_code, received, manifest.delivery_id)
     return {"la_code": la_code, "delivery_id": manifest.delivery_id, "received": received}
+
+
+def _purge_expired(ctx: RunContext) -> None:
+    from cme_pipeline.la.retention import purge_expired
+
+    result = purge_expired(ctx.home, ctx.la_code, dt.date.today())
+    if result.retained or result.possible:
+        ctx.record("purged", {"purged_retained": result.retained, "purged_possible": result.possible})
 
 
 def _registers(ctx: RunContext) -> dict[str, Any]:

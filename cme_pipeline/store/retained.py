@@ -103,11 +103,16 @@ def _insert(conn: Connection, table: sa.Table, la_code: str, rows: Iterable[Mapp
 
 
 def select_retained(
-    conn: Connection, la_code: str, *, run_id: str | None = None, delivery_id: str | None = None,
-    outcome: str | None = None,
+    conn: Connection, la_code: str, *, live_on: dt.date, run_id: str | None = None,
+    delivery_id: str | None = None, outcome: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Retained rows (sealed) of the LA, filtered, ordered by delivery and record id."""
-    query = sa.select(retained).where(retained.c.la_code == la_code)
+    """Retained rows (sealed) of the LA still within their retention on ``live_on``, filtered,
+    ordered by delivery and record id.
+
+    A row whose expiry has come is gone for every reader on that day, whether or not the purge
+    has run yet: retention cannot fail open because a scheduled job was paused.
+    """
+    query = sa.select(retained).where(retained.c.la_code == la_code, retained.c.retention_expiry > live_on)
     if run_id is not None:
         query = query.where(retained.c.run_id == run_id)
     if delivery_id is not None:
@@ -146,11 +151,13 @@ def delete_retained(
     return {str(outcome): int(n) for outcome, n in counts}
 
 
-def awaiting_review(conn: Connection, la_code: str) -> dict[str, tuple[str, str]]:
-    """Review ids of `possible` rows awaiting a decision -> ``(delivery_id, health_record_id)``."""
+def awaiting_review(conn: Connection, la_code: str, live_on: dt.date) -> dict[str, tuple[str, str]]:
+    """Review ids of `possible` rows awaiting a decision on ``live_on`` (not yet expired)
+    -> ``(delivery_id, health_record_id)``."""
     rows = conn.execute(
         sa.select(retained.c.review_id, retained.c.delivery_id, retained.c.health_record_id).where(
-            retained.c.la_code == la_code, retained.c.outcome == "possible", retained.c.review_id.is_not(None))
+            retained.c.la_code == la_code, retained.c.outcome == "possible", retained.c.review_id.is_not(None),
+            retained.c.retention_expiry > live_on)
     )
     return {str(r.review_id): (str(r.delivery_id), str(r.health_record_id)) for r in rows}
 
