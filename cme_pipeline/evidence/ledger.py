@@ -105,6 +105,27 @@ def read_entries(settings: Settings, la_code: str) -> list[dict[str, Any]]:
     return entries
 
 
+
+def processed_deliveries(settings: Settings, la_code: str) -> dict[str, str]:
+    """Delivery id -> extract date of every delivery of the LA whose run completed.
+
+    The ledger, not the store, is the record: a restored or rebuilt database cannot make an LA
+    forget what it already processed (and deleted).
+
+    Args:
+        settings: the home.
+        la_code: the LA.
+    """
+    entries = read_entries(settings, la_code)
+    completed = {e.get("run_id") for e in entries if e.get("event") == "run_completed"}
+    return {
+        str(facts.get("delivery_id")): str(facts.get("extract_date"))
+        for e in entries
+        if e.get("event") == "delivery_received" and e.get("run_id") in completed
+        for facts in [e.get("facts") or {}]
+    }
+
+
 def head(lines: list[bytes]) -> dict[str, Any] | None:
     """The last entry of a ledger given as lines, parsed (None for an empty ledger).
 

@@ -26,6 +26,7 @@ from cme_pipeline.crypto.boundary import DELIVERY_SUFFIX
 from cme_pipeline.crypto.prekeys import valid_prekey_id
 from cme_pipeline.durable import move, shred_file, write_atomic
 from cme_pipeline.errors import CmeError, DeliveryRejected
+from cme_pipeline.evidence.ledger import processed_deliveries
 from cme_pipeline.home import Home
 from cme_pipeline.quality.delivery import validate_delivery
 from cme_pipeline.quality.extract_csv import parse_extract
@@ -97,6 +98,7 @@ def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: st
         extract_date = dt.date.fromisoformat(manifest.extract_date)
     except ValueError:
         raise DeliveryRejected("manifest extract date is not a date", check="manifest") from None
+    _refuse_replay(home, la_code, manifest)
     if f"{manifest.delivery_id}{DELIVERY_SUFFIX}" != file_name:
         # The name is the partner's, the id is signed: a renamed file is not what was sent.
         raise DeliveryRejected("file name does not match the signed delivery id", check="manifest")
@@ -110,6 +112,21 @@ def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: st
         subject="the extract",
     )
     return IntakeResult(manifest=manifest, extract=extract, validation=outcome)
+
+
+def _refuse_replay(home: Home, la_code: str, manifest: Manifest) -> None:
+    """A delivery processed before, or an extract not newer than the last processed, is refused:
+    running it again would rebuild a retained list, restart its retention clock and bring back
+    children deleted since (on review, or as matched)."""
+    processed = processed_deliveries(home.settings, la_code)
+    if manifest.delivery_id in processed:
+        raise DeliveryRejected("delivery was already processed (a replay); nothing is run again", check="replay")
+    latest = max(processed.values(), default="")
+    if latest and manifest.extract_date <= latest:
+        raise DeliveryRejected(
+            f"extract of {manifest.extract_date} is not after the last processed extract of this LA "
+            f"({latest}): an older extract sent again is not run", check="replay",
+        )
 
 
 def _signed_recipient(home: Home, blob: bytes) -> str | None:
