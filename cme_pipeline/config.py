@@ -27,6 +27,9 @@ DEFAULT_REVIEW_DAYS = 14
 # A rejected delivery stays (encrypted) in quarantine long enough for the LA and the partner to
 # find out why and resend; then its one-time key is destroyed and the file shredded.
 DEFAULT_QUARANTINE_DAYS = 30
+# The largest delivery read into memory: Cardiff's whole extract is about 10 MB, so this is far
+# beyond any real one while keeping a hostile or broken file from exhausting the machine.
+DEFAULT_MAX_DELIVERY_BYTES = 256 * 1024 * 1024
 DEFAULT_MATCH_THRESHOLD = 0.95
 DEFAULT_POSSIBLE_THRESHOLD = 0.50
 # A match deletes the child's health data irreversibly: one mistyped threshold (0.01 for 0.91)
@@ -47,6 +50,7 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     review_days: int = DEFAULT_REVIEW_DAYS
     quarantine_days: int = DEFAULT_QUARANTINE_DAYS
+    max_delivery_bytes: int = DEFAULT_MAX_DELIVERY_BYTES
     keystore: str = ""  # CME_KEYSTORE; "" means the default, ``file:<home>.keys``
 
     # -- layout (DESIGN.md §7) -------------------------------------------------------------

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,9 +75,9 @@ def open_delivery_file(home: Home, la_code: str, path: Path, year_start: int) ->
             delivery stays in the inbox).
     """
     try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise CmeError(f"cannot read delivery {path.name}: {exc.strerror}") from None
+        blob = _read_entry(home, path)
+    except DeliveryRejected as exc:  # an entry nobody can process must not block the LA for ever
+        raise _quarantine(home, la_code, path, b"", exc.reason, exc.check, None) from None
     try:
         return _check(home, la_code, blob, year_start, path.name)
     except DeliveryRejected as exc:
@@ -86,6 +88,22 @@ def open_delivery_file(home: Home, la_code: str, path: Path, year_start: int) ->
         # The exception's own message may quote a value: keep only its type.
         reason = f"checks could not complete ({type(exc).__name__})"
         raise _quarantine(home, la_code, path, blob, reason, "internal", None) from None
+
+
+def _read_entry(home: Home, path: Path) -> bytes:
+    """The bytes of an inbox entry that is a regular file within the size limit."""
+    try:
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            raise DeliveryRejected("inbox entry is not a regular file", check="inbox")
+        if info.st_size > home.settings.max_delivery_bytes:
+            raise DeliveryRejected(
+                f"delivery is larger than the limit of {home.settings.max_delivery_bytes} bytes", check="inbox"
+            )
+        with open(path, "rb") as fh:
+            return fh.read(home.settings.max_delivery_bytes + 1)
+    except OSError as exc:
+        raise DeliveryRejected(f"delivery cannot be read ({exc.strerror})", check="inbox") from None
 
 
 def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: str) -> IntakeResult:
@@ -197,8 +215,14 @@ def expire_quarantine(home: Home, la_code: str, today: dt.date) -> list[Quaranti
             continue
         prekey_id = str(facts.get("prekey_id") or "")
         destroyed = destroy_prekey(home.keys, la_code, prekey_id) if valid_prekey_id(prekey_id) else False
-        delivery = note.name.removesuffix(REJECTION_SUFFIX)
-        shred_file(folder / delivery)
+        entry = folder / note.name.removesuffix(REJECTION_SUFFIX)
+        if entry.is_symlink():
+            entry.unlink()
+        elif entry.is_dir():  # a quarantined inbox entry that was a folder
+            shutil.rmtree(entry)
+        else:
+            shred_file(entry)
         shred_file(note)
+        delivery = entry.name
         expired.append(QuarantineExpired(delivery, prekey_id, destroyed))
     return expired
