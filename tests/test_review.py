@@ -170,3 +170,20 @@ def test_a_review_is_not_taken_for_a_run_airflow_never_had(settings: Settings) -
                {"run_id": "manual__2026-10-03", "event": "run_completed"}]
     problems = cross_check(settings, [], {MIN_LA: entries})
     assert problems == [f"{MIN_LA} run manual__2026-10-03 in ledger but Airflow has no such run"]
+
+
+def test_an_old_pack_stops_opening_once_its_children_are_deleted_and_after_the_review_period(
+    reviewable: Settings,
+) -> None:
+    home = open_home(reviewable)
+    old_pack, count = review.export_pack(home, MIN_LA)
+    assert len(review.read_pack(home, MIN_LA, old_pack)) == count >= 3
+    with pytest.raises(UsageError, match="older than the 14-day review period"):
+        review.read_pack(home, MIN_LA, old_pack, today=dt.date.today() + dt.timedelta(days=15))
+    first = sorted(_possible(reviewable)["review_id"])[0]
+    review.apply_decisions(home, MIN_LA, pd.DataFrame({"review_id": [first], "decision": ["match"]}),
+                           dt.date.today())  # a confirmed match: deleted, the retained key rotated
+    with pytest.raises(UsageError, match="closed: children in it were deleted"):
+        review.read_pack(home, MIN_LA, old_pack)
+    new_pack, remaining = review.export_pack(home, MIN_LA)
+    assert remaining == count - 1 and first not in set(review.read_pack(home, MIN_LA, new_pack)["review_id"])

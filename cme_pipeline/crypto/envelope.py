@@ -8,8 +8,8 @@ token; what leaves is a derived key, held in memory only while a step runs.
 
 Secret names (all under the LA's prefix):
 - ``la/<la>/data/<delivery_id>``  one per delivery (staged rows, and the NHS-number tags of them);
-- ``la/<la>/retained/<n>``        retained-data keys, one per rotation version;
-- ``la/<la>/review``              the key of clerical review packs.
+- ``la/<la>/retained/<n>``        retained-data keys, one per rotation version (review packs are
+                                  sealed under a key derived from the current version).
 
 NHS-number tags are keyed by the delivery's own secret, so they die with it: a tag under a key
 that survives would reverse to the NHS number in minutes (10^9 candidates). Retained rows carry
@@ -50,11 +50,6 @@ def data_key_name(la_code: str, delivery_id: str) -> str:
 def retained_key_name(la_code: str, version: int) -> str:
     """Key-store name of a retained-data key version."""
     return f"la/{la_code}/retained/{version}"
-
-
-def review_key_name(la_code: str) -> str:
-    """Key-store name of the LA's review-pack key."""
-    return f"la/{la_code}/review"
 
 
 def ensure_secret(keys: KeyStore, name: str) -> None:
@@ -247,14 +242,24 @@ def nhs_tagger(keys: KeyStore, la_code: str, delivery_id: str) -> NhsTagger:
 
 # -- review packs -------------------------------------------------------------------------------
 
+REVIEW_PACK_KEY = b"cme-review-pack/1"
 
-def review_cipher(keys: KeyStore, la_code: str) -> RecordCipher:
-    """The cipher of the LA's clerical review packs (its key is created on first use).
+
+def review_cipher(keys: KeyStore, la_code: str, version: int) -> RecordCipher:
+    """The cipher of review packs exported while retained-key ``version`` was current.
+
+    Derived from that retained key, so the rotation that follows any deletion of retained rows
+    (a confirmed match, a purge) closes every pack exported before it: a pack never outlives
+    the children it shows.
 
     Args:
         keys: the key store.
         la_code: the LA's ONS code.
+        version: the retained-key version current at export.
+
+    Raises:
+        KeyUnavailable: that version was destroyed by a later rotation.
     """
-    name = review_key_name(la_code)
-    ensure_secret(keys, name)
-    return RecordCipher(la_code, "review-pack", keys.derive(name, RECORD_KEY))
+    key = _derived(keys, retained_key_name(la_code, version), REVIEW_PACK_KEY,
+                   f"LA {la_code}: retained key version {version}")
+    return RecordCipher(la_code, "review-pack", key)

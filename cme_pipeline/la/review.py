@@ -22,7 +22,7 @@ import pandas as pd
 
 from cme_pipeline.crypto.envelope import review_cipher
 from cme_pipeline.durable import write_atomic
-from cme_pipeline.errors import CiphertextInvalid, UsageError
+from cme_pipeline.errors import CiphertextInvalid, KeyUnavailable, UsageError
 from cme_pipeline.home import Home
 from cme_pipeline.schemas import CANONICAL_PERSON, HEALTH_EXTRACT
 from cme_pipeline.store import load_registers
@@ -31,7 +31,7 @@ from cme_pipeline.store import staging as sstore
 
 DECISIONS = ("match", "no-match")
 DECISION_COLUMNS = ("review_id", "decision")
-PACK_MAGIC = b"CME-REVIEW/1\n"
+PACK_MAGIC = b"CME-REVIEW/2\n"
 PACK_SUFFIX = ".cmereview"
 PERSON_FIELDS = tuple(c for c in CANONICAL_PERSON if c != "record_id")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -128,14 +128,21 @@ def _pack_csv(frame: pd.DataFrame) -> bytes:
 def export_pack(home: Home, la_code: str, out: Path | None = None) -> tuple[Path, int]:
     """Write the encrypted review pack; return its path and how many records it holds.
 
+    The pack is sealed under a key derived from the current retained-key version and says which
+    version and when it was exported (both bound into the ciphertext), so it stops opening once
+    a rotation follows a deletion, and ``read_pack`` refuses it after the review period.
+
     Args:
         home: the LA's services (store, keys).
         la_code: the LA's ONS code.
         out: the file to write (default ``la/<code>/reports/review-<UTC time>.cmereview``).
     """
     frame = build_pack(home, la_code)
-    cipher = review_cipher(home.keys, la_code)
-    sealed = PACK_MAGIC + cipher.encrypt("pack", _pack_csv(frame))
+    version = rstore.current_version(home.store(la_code), home.keys, la_code)
+    exported_on = dt.date.today().isoformat()
+    header = f"{la_code} {version} {exported_on}"
+    sealed = PACK_MAGIC + header.encode() + b"\n" + review_cipher(home.keys, la_code, version).encrypt(
+        header, _pack_csv(frame))
     if out is None:
         stamp = sstore.utc_now().strftime("%Y%m%dT%H%M%SZ")
         out = home.settings.reports_dir(la_code) / f"review-{stamp}{PACK_SUFFIX}"
@@ -143,19 +150,37 @@ def export_pack(home: Home, la_code: str, out: Path | None = None) -> tuple[Path
     return out, len(frame)
 
 
-def read_pack(home: Home, la_code: str, path: Path) -> pd.DataFrame:
+def read_pack(home: Home, la_code: str, path: Path, today: dt.date | None = None) -> pd.DataFrame:
     """Decrypt a review pack (cells as exported, formulas already defused).
 
     Args:
-        home: the LA's services (keys).
-        la_code: the LA whose review key sealed it.
+        home: the LA's services (keys; the settings give the review period).
+        la_code: the LA whose retained key sealed it.
         path: the pack file.
+        today: the date to judge the pack's age by (default: today).
+
+    Raises:
+        UsageError: not a pack, older than the review period, or closed by a later rotation.
     """
     blob = path.read_bytes()
-    if not blob.startswith(PACK_MAGIC):
-        raise UsageError(f"{path.name} is not a review pack")
+    head, _, sealed = blob[len(PACK_MAGIC):].partition(b"\n")
     try:
-        plain = review_cipher(home.keys, la_code).decrypt("pack", blob[len(PACK_MAGIC):])
+        sealed_for, version_text, exported_text = head.decode("ascii").split(" ")
+        version, exported_on = int(version_text), dt.date.fromisoformat(exported_text)
+    except ValueError:
+        version = -1
+    if not blob.startswith(PACK_MAGIC) or version < 1:
+        raise UsageError(f"{path.name} is not a review pack")
+    if sealed_for != la_code:
+        raise CiphertextInvalid(f"review pack {path.name} was altered or sealed for another LA")
+    if ((today or dt.date.today()) - exported_on).days > home.settings.review_days:
+        raise UsageError(f"review pack {path.name} is older than the {home.settings.review_days}-day review "
+                         "period; export a new one")
+    try:
+        plain = review_cipher(home.keys, la_code, version).decrypt(head.decode("ascii"), sealed)
+    except KeyUnavailable:
+        raise UsageError(f"review pack {path.name} was closed: children in it were deleted since it was "
+                         "exported; export a new one") from None
     except CiphertextInvalid:
         raise CiphertextInvalid(f"review pack {path.name} was altered or sealed for another LA") from None
     return pd.read_csv(io.BytesIO(plain), dtype=str, keep_default_na=False)
