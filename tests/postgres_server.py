@@ -185,3 +185,17 @@ def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest
     url = postgres_server.create_database(name)
     yield url
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[PostgresServer]:
+    """A cluster for one test module alone: for tests that restore a base backup over its data
+    directory or scan every file of it, so nothing of another test is in the way."""
+    server = start_server()
+    if server is None:
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)

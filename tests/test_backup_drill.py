@@ -23,13 +23,12 @@ import io
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from postgres_server import SUPERUSER, PostgresServer, start_server
+from postgres_server import SUPERUSER, PostgresServer
 from residue import Probe, scan
 from softhsm import keystore_env
 
@@ -48,19 +47,6 @@ LA = "W06000015"
 CHILDREN = 500
 RUN = "manual__drill"
 PHASES = ("waiting", "staged", "matched", "minimised")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresServer]:
-    """A cluster of the drill's own: restoring a base backup replaces the whole data directory."""
-    server = start_server()
-    if server is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed")
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @dataclass
@@ -131,7 +117,7 @@ def test_no_copy_of_the_las_files_brings_back_a_matched_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
     keystore_backend: str, database: str,
 ) -> None:
-    server: PostgresServer | None = request.getfixturevalue("cluster") if database == "postgresql" else None
+    server: PostgresServer | None = request.getfixturevalue("own_cluster") if database == "postgresql" else None
     env = keystore_env(keystore_backend)
     if server is not None:
         env["CME_DATABASE_URL"] = server.create_database(f"drill_{keystore_backend}")

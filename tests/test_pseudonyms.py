@@ -8,13 +8,11 @@ import hashlib
 import hmac
 import io
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from postgres_server import PostgresServer, start_server
+from postgres_server import PostgresServer
 from softhsm import keystore_env
 
 from cme_pipeline.config import load_settings
@@ -31,18 +29,6 @@ RUN = "manual__pseudonyms"
 # Every purpose a key of ours is derived for: an attacker would try them all.
 CONTEXTS = (envelope.TAG_KEY, envelope.RECORD_KEY, envelope.KEY_ID, b"cme-scratch/1")
 HEX64 = re.compile(rb"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresServer]:
-    server = start_server()
-    if server is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed")
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def _pseudonyms(numbers: list[str], keys: KeyStore, names: list[str]) -> set[str]:
@@ -71,8 +57,9 @@ def _hex_runs(roots: list[Path]) -> set[str]:
 
 @pytest.mark.parametrize("keystore_backend", ["file", "pkcs11"])
 def test_no_pseudonym_of_a_deleted_child_survives_its_deliverys_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster: PostgresServer, keystore_backend: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_cluster: PostgresServer, keystore_backend: str
 ) -> None:
+    cluster = own_cluster
     env = keystore_env(keystore_backend) | {"CME_DATABASE_URL": cluster.create_database(f"tags_{keystore_backend}")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
