@@ -107,6 +107,7 @@ _HOMES_LOCK = threading.Lock()
 
 
 PRIVATE_UMASK = 0o077
+_SECURED: set[Path] = set()
 
 
 def secure_process(settings: Settings) -> None:
@@ -120,7 +121,9 @@ def secure_process(settings: Settings) -> None:
         settings: the home to secure.
     """
     os.umask(PRIVATE_UMASK)
-    tighten(settings.home)  # a home that does not exist yet will be made under the new umask
+    if settings.home not in _SECURED:  # the walk once per home and process, not per command step
+        tighten(settings.home)  # a home that does not exist yet will be made under the new umask
+        _SECURED.add(settings.home)
 
 
 def open_home(settings: Settings) -> Home:

@@ -132,9 +132,10 @@ def create_data_key(keys: KeyStore, la_code: str, delivery_id: str) -> str:
 
 
 def _derived(keys: KeyStore, name: str, context: bytes, what: str) -> bytes:
-    if not keys.exists(name):
-        raise KeyUnavailable(f"{what} is destroyed or was never created")
-    return keys.derive(name, context)
+    try:
+        return keys.derive(name, context)
+    except KeyUnavailable:
+        raise KeyUnavailable(f"{what} is destroyed or was never created") from None
 
 
 def data_cipher(keys: KeyStore, la_code: str, delivery_id: str) -> RecordCipher:
