@@ -29,14 +29,14 @@ EXTRACT_DATE = dt.date(2026, 10, 1)
 def test_a_bundle_carries_only_public_halves_signed_by_the_la(settings: Settings) -> None:
     keys = open_home(settings).keys
     raw = publish(keys, LA, 3)
-    bundle = read_bundle(raw, None)
+    bundle = read_bundle(raw, lambda _la: None)
     assert bundle.la_code == LA and len(bundle.prekeys) == 3
     assert sorted(p.prekey_id for p in bundle.prekeys) == held_prekeys(keys, LA)
     assert all(len(p.public) == 65 and p.public[0] == 4 for p in bundle.prekeys)  # P-256 points only
     tampered = json.loads(raw)
     tampered["prekeys"][0]["public"] = tampered["prekeys"][1]["public"]
     with pytest.raises(IntegrityError, match="invalid signature"):
-        read_bundle(json.dumps(tampered).encode(), None)
+        read_bundle(json.dumps(tampered).encode(), lambda _la: None)
 
 
 def test_the_partner_pins_the_las_key_and_refuses_a_bundle_signed_by_another(

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cme_pipeline.crypto.keystore import KeyStore, check_peer_point
@@ -102,13 +103,14 @@ class Bundle:
     prekeys: tuple[Prekey, ...]
 
 
-def read_bundle(raw: bytes, pinned_signer: bytes | None) -> Bundle:
+def read_bundle(raw: bytes, pinned_signer: Callable[[str], bytes | None]) -> Bundle:
     """Parse and verify a bundle; one clear line on anything wrong, never a key's bytes.
 
     Args:
         raw: the bundle file's bytes.
-        pinned_signer: the LA's public key as the partner pinned it (None: this first bundle
-            pins it, trust on first use, for the embedded simulation only).
+        pinned_signer: the public key the partner pinned for the bundle's LA, looked up by LA
+            code (None: this first bundle pins it, trust on first use, for the embedded
+            simulation only).
 
     Raises:
         IntegrityError: not a bundle, bad signature, or signed by another key than the pinned one.
@@ -125,7 +127,8 @@ def read_bundle(raw: bytes, pinned_signer: bytes | None) -> Bundle:
         signature = str(bundle["signature"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise IntegrityError("prekey bundle is not in the cme-prekeys/1 format") from None
-    if pinned_signer is not None and signer != pinned_signer:
+    pinned = pinned_signer(la_code)
+    if pinned is not None and signer != pinned:
         raise IntegrityError(f"prekey bundle of LA {la_code} is signed by a key other than the pinned one")
     if not verify_with_public(signer, _signed_part(bundle), signature):
         raise IntegrityError(f"prekey bundle of LA {la_code} has an invalid signature")

@@ -56,6 +56,11 @@ def _read(settings: Settings, la_code: str) -> dict[str, Any]:
     return inventory
 
 
+def _pinned(settings: Settings, la_code: str) -> bytes | None:
+    pinned = _read(settings, la_code)["signer_public"]
+    return base64.b64decode(pinned) if pinned else None
+
+
 def import_bundle(settings: Settings, raw: bytes) -> tuple[str, int]:
     """Verify an LA's prekey bundle against its pinned key and add its prekeys; return (LA, count).
 
@@ -64,10 +69,8 @@ def import_bundle(settings: Settings, raw: bytes) -> tuple[str, int]:
         raw: the bundle's bytes, as ``cme keys publish`` wrote them.
     """
     with _locked(settings):
-        first = read_bundle(raw, None)  # parse once to learn the LA, then check against its pin
-        inventory = _read(settings, first.la_code)
-        pinned = inventory["signer_public"]
-        bundle = read_bundle(raw, base64.b64decode(pinned) if pinned else None)
+        bundle = read_bundle(raw, lambda la_code: _pinned(settings, la_code))
+        inventory = _read(settings, bundle.la_code)
         known = {p["id"] for p in inventory["prekeys"]}
         added = [p for p in bundle.prekeys if p.prekey_id not in known]
         inventory["signer_public"] = base64.b64encode(bundle.signer_public).decode()
