@@ -28,20 +28,12 @@ from cme_pipeline.config import MATCH_THRESHOLD_FLOOR
 from cme_pipeline.pipeline import DELIVERY_ASSET_NAME, DELIVERY_ASSET_URI, steps
 
 DELIVERY = Asset(name=DELIVERY_ASSET_NAME, uri=DELIVERY_ASSET_URI)
-DOCS = {
-    steps.open_delivery: "Verify the signature, decrypt in memory, validate (GX) and stage encrypted.",
-    steps.check_registers: "Load the LA's education registers and validate them (GX).",
-    steps.match: "Match every health record against every register (rapidfuzz, Fellegi-Sunter).",
-    steps.minimise: "Delete matched children's health data (crypto-shredding); retain only the rest.",
-    steps.check_retained: "Prove the retained set holds only what it may (GX) and counts reconcile.",
-    steps.evidence: "Signed deletion certificate, DPO report, ledger checkpoint; shred the delivery.",
-}
 
 
 def _step_task(step: Callable[..., dict[str, object]]):  # type: ignore[no-untyped-def]
     """A task that runs one library step for one LA; a rejected delivery fails without retries."""
 
-    @task(task_id=step.__name__, doc_md=DOCS[step])
+    @task(task_id=step.__name__, doc_md=step.__doc__)
     def run(la_code: str, params: dict[str, object] | None = None, run_id: str | None = None) -> dict[str, object]:
         from airflow.sdk.exceptions import AirflowFailException
 
