@@ -30,6 +30,11 @@ DEFAULT_QUARANTINE_DAYS = 30
 # The largest delivery read into memory: Cardiff's whole extract is about 10 MB, so this is far
 # beyond any real one while keeping a hostile or broken file from exhausting the machine.
 DEFAULT_MAX_DELIVERY_BYTES = 256 * 1024 * 1024
+# Registers go stale: a child who joined a school after the export was taken is on no register
+# the run sees, so is sent to follow-up and their health data kept. Past a term (about 120
+# days) a run warns; past two terms (a school year's admissions missed) it refuses.
+DEFAULT_REGISTER_WARN_DAYS = 120
+DEFAULT_REGISTER_MAX_DAYS = 240
 DEFAULT_MATCH_THRESHOLD = 0.95
 DEFAULT_POSSIBLE_THRESHOLD = 0.50
 # A match deletes the child's health data irreversibly: one mistyped threshold (0.01 for 0.91)
@@ -51,6 +56,8 @@ class Settings:
     review_days: int = DEFAULT_REVIEW_DAYS
     quarantine_days: int = DEFAULT_QUARANTINE_DAYS
     max_delivery_bytes: int = DEFAULT_MAX_DELIVERY_BYTES
+    register_warn_days: int = DEFAULT_REGISTER_WARN_DAYS
+    register_max_days: int = DEFAULT_REGISTER_MAX_DAYS
     keystore: str = ""  # CME_KEYSTORE; "" means the default, ``file:<home>.keys``
 
     # -- layout (DESIGN.md §7) -------------------------------------------------------------
@@ -78,6 +85,10 @@ class Settings:
     def la_dir(self, la_code: str) -> Path:
         """The LA's own area: inbox, quarantine, store, evidence, reports."""
         return self.home / "la" / la_code
+
+    def registers_inbox(self, la_code: str) -> Path:
+        """Where an analyst drops register exports for the ``cme_registers`` DAG to import."""
+        return self.la_dir(la_code) / "registers_inbox"
 
     def inbox(self, la_code: str) -> Path:
         """Where encrypted deliveries for the LA land."""

@@ -79,7 +79,7 @@ def staged_home(settings: Settings, matched_delivery: MatchedDelivery) -> Settin
     engine = open_home(settings).store(MIN_LA)
     try:
         for source, frame in matched_delivery.registers.items():
-            replace_register(engine, MIN_LA, source, frame)
+            replace_register(engine, MIN_LA, source, frame, as_of=dt.date.today())
     finally:
         engine.dispose()
     stage_delivery(open_home(settings), MIN_LA, MIN_DELIVERY, matched_delivery.extract)

@@ -177,7 +177,7 @@ def _write_registers(settings: Settings, la: str, needles: list[str]) -> pd.Data
     engine = open_home(settings).store(la)
     try:
         for source, frame in sim.registers.items():
-            replace_register(engine, la, source, _without(frame, needles))
+            replace_register(engine, la, source, _without(frame, needles), as_of=dt.date.today())
     finally:
         engine.dispose()
     return sim.extract[list(HEALTH_EXTRACT)].reset_index(drop=True)

@@ -9,6 +9,7 @@ act on a terminal, spreadsheet or browser, and never reach the DPO report at all
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> HostileRun:
     engine = open_home(settings).store(LA)
     try:
         for source, frame in {**sim.registers, "school_census": census}.items():
-            replace_register(engine, LA, source, frame)
+            replace_register(engine, LA, source, frame, as_of=dt.date.today())
     finally:
         engine.dispose()
     package_extract(settings, LA, extract.to_csv(index=False).encode(), extract_date=sim.extract_date)

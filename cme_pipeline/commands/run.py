@@ -57,6 +57,9 @@ def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -
     if not pending:
         sys.stdout.write("no delivery waiting for the chosen LA(s); nothing to do\n")
         return 0
+    pending, stale = _fresh_enough(settings, pending)
+    if not pending:
+        raise _Quiet(exit_code=4)
     say(f"preparing Airflow under {settings.airflow_home} (its own output: "
         f"{embedded_airflow.console_log(settings)})")
     with embedded_airflow.airflow_console_to_file(settings):
@@ -81,7 +84,32 @@ def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -
         sys.stderr.write(f"cme run: {o.line()}\n")
     if problems:
         raise _Quiet(exit_code=3)
+    if stale:
+        sys.stderr.write(f"cme run: not run, registers too old: {', '.join(stale)}\n")
+        raise _Quiet(exit_code=4)
     return 0
+
+
+def _fresh_enough(settings: Settings, codes: list[str]) -> tuple[list[str], list[str]]:
+    """Warn about old registers and hold back LAs whose registers a run must refuse.
+
+    Printed before anything is opened; a held-back LA's delivery stays in its inbox, encrypted.
+    """
+    import datetime as dt
+
+    from cme_pipeline.home import open_home
+    from cme_pipeline.la.register_freshness import check_freshness
+
+    ready: list[str] = []
+    stale: list[str] = []
+    for code in codes:
+        fresh = check_freshness(open_home(settings), code, dt.date.today())
+        for line in fresh.warnings:
+            sys.stderr.write(f"cme run: warning: {line}\n")
+        for line in fresh.refusals:
+            sys.stderr.write(f"cme run: refused: {line}\n")
+        (stale if fresh.refusals else ready).append(code)
+    return ready, stale
 
 
 def _print_summary(outcomes: list[LaOutcome]) -> None:

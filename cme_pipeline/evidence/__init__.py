@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from cme_pipeline.evidence.certificate import CertificateFacts, issue_certificate
 from cme_pipeline.evidence.checkpoints import checkpoint
-from cme_pipeline.evidence.ledger import EVENTS, REVIEW_RUN_PREFIX, EvidenceRefused, record
+from cme_pipeline.evidence.ledger import (
+    EVENTS,
+    REGISTERS_RUN_PREFIX,
+    REVIEW_RUN_PREFIX,
+    EvidenceRefused,
+    record,
+)
 from cme_pipeline.evidence.report import render_report
 from cme_pipeline.evidence.verify import VerifyReport, verify
 
 __all__ = [
     "EVENTS",
     "CertificateFacts",
+    "REGISTERS_RUN_PREFIX",
     "REVIEW_RUN_PREFIX",
     "EvidenceRefused",
     "VerifyReport",

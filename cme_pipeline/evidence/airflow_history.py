@@ -21,7 +21,7 @@ from cme_pipeline.config import Settings
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.chain import TERMINAL_EVENTS
-from cme_pipeline.evidence.ledger import REVIEW_RUN_PREFIX
+from cme_pipeline.evidence.ledger import ANALYST_RUN_PREFIXES
 from cme_pipeline.runs import RunPaths, read_state
 
 MATCHING_DAG = "cme_matching"
@@ -158,7 +158,7 @@ def cross_check(
     known = {r.run_id for r in history}
     for la_code, entries in ledgers.items():
         runs = {str(e.get("run_id")) for e in entries
-                if e.get("run_id") is not None and not str(e.get("run_id")).startswith(REVIEW_RUN_PREFIX)}
+                if e.get("run_id") is not None and not str(e.get("run_id")).startswith(ANALYST_RUN_PREFIXES)}
         for rid in sorted(runs - known):
             if run_id is None or rid == run_id:
                 problems.append(f"{la_code} run {rid} in ledger but Airflow has no such run")

@@ -99,10 +99,26 @@ def _suites(ctx: RunContext, step: str, outcomes: list[Any]) -> None:
 
 
 def plan(params: Mapping[str, Any]) -> list[str]:
-    """LA codes among ``params['la_codes']`` with at least one delivery waiting."""
+    """LA codes among ``params['la_codes']`` with a delivery waiting and registers fresh enough.
+
+    An LA whose registers are too old is left out: its delivery waits, still encrypted, until a
+    fresh register is imported (which updates the registers Asset and so starts another run).
+    """
+    from cme_pipeline.home import open_home
+    from cme_pipeline.la.register_freshness import check_freshness
+
     settings = _settings(params)
     codes = parse_la_codes(",".join(params["la_codes"]))
-    return [c for c in codes if waiting_deliveries(settings, c)]
+    ready = []
+    for code in (c for c in codes if waiting_deliveries(settings, c)):
+        fresh = check_freshness(open_home(settings), code, dt.date.today())
+        for line in fresh.warnings:
+            log.warning("%s", line)
+        for line in fresh.refusals:
+            log.warning("%s; its delivery waits", line)
+        if not fresh.refusals:
+            ready.append(code)
+    return ready
 
 
 def open_delivery(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
@@ -172,12 +188,22 @@ def _registers(ctx: RunContext) -> dict[str, Any]:
 def check_registers(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     """Load the LA's registers and validate them; return their sizes."""
     from cme_pipeline import quality
+    from cme_pipeline.la.register_freshness import check_freshness
+    from cme_pipeline.store import register_loads_of
 
     ctx = _context(la_code, run_id, params)
+    today = dt.date.today()
+    fresh = check_freshness(ctx.home, la_code, today)
+    for line in fresh.warnings:
+        log.warning("%s", line)
+    fresh.raise_if_refused()
     registers = _registers(ctx)
     _suites(ctx, "registers", quality.validate_registers(registers))
     sizes = {source: len(frame) for source, frame in registers.items()}
-    ctx.record("registers_validated", {"register_rows": sizes})
+    loads = register_loads_of(ctx.home.store(la_code), la_code)
+    ages = {source: (today - load.as_of).days for source, load in loads.items()}
+    ctx.record("registers_validated", {"register_rows": sizes, "register_age_days": ages,
+                                       "stale_warnings": len(fresh.warnings)})
     update_state(ctx.paths, register_sizes=sizes)
     return {"la_code": la_code, **sizes}
 

@@ -11,6 +11,7 @@ from cme_pipeline.quality.delivery import check_delivery, validate_delivery
 from cme_pipeline.quality.evidence import write_results
 from cme_pipeline.quality.extract_csv import MAX_FIELD_CHARS, parse_extract
 from cme_pipeline.quality.gates import (
+    check_register,
     validate_match_output,
     validate_post_deletion,
     validate_registers,
@@ -36,6 +37,7 @@ __all__ = [
     "validate_delivery",
     "validate_match_output",
     "validate_post_deletion",
+    "check_register",
     "validate_registers",
     "validate_retained",
     "write_results",

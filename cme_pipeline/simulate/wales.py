@@ -3,6 +3,7 @@ each LA's inbox, and the ground truth into ``partner/``."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ def simulate_to_home(
 
 def _write_la(settings: Settings, sim: SimulatedLA) -> SimulationSummary:
     engine = open_home(settings).store(sim.la_code)
-    rows = {s: replace_register(engine, sim.la_code, s, f) for s, f in sim.registers.items()}
+    rows = {s: replace_register(engine, sim.la_code, s, f, as_of=dt.date.today()) for s, f in sim.registers.items()}
     truth_dir = settings.partner_dir / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     sim.truth.to_csv(truth_dir / f"{sim.la_code}.csv", index=False)

@@ -38,6 +38,20 @@ def _register_table(source: str) -> sa.Table:
 
 REGISTER_TABLES: dict[str, sa.Table] = {s: _register_table(s) for s in REGISTER_SOURCES}
 
+# When each register was last replaced, and from what: the run refuses registers too old to
+# match against (a child who joined a school after the export would be sent to follow-up).
+register_loads = sa.Table(
+    "register_loads",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("source", sa.String(16), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),  # the day the export was taken
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False),  # "file" (an LA export) or "simulated"
+    sa.Column("file_sha256", sa.String(64), nullable=False),  # "" for simulated registers
+)
+
 
 # -- health data: staged deliveries and retained children (DESIGN.md §1 steps 2 and 5) ----------
 # No column below holds a plaintext personal value: health fields are sealed in `ciphertext`
