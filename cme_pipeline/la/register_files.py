@@ -65,17 +65,39 @@ def read_export(path: Path, wanted: Iterable[str], *, sheet: str | None = None) 
         raise ExportUnreadable(f"register file {path.name} is larger than {MAX_EXPORT_BYTES // 2**20} MiB")
     keys = {heading_key(w) for w in wanted}
     if path.suffix.lower() == ".xlsx":
-        headings, rows = _xlsx_rows(path, sheet)
+        rows = _xlsx_rows(path, sheet)
         encoding, delimiter = "xlsx", ""
     elif path.suffix.lower() in (".xls", ".xlsm", ".ods"):
         raise ExportUnreadable(f"register file {path.name}: save it as .xlsx or CSV first")
     else:
         text, encoding = _decode(path.read_bytes(), path.name)
         delimiter = _delimiter(text, path.name)
-        headings, rows = _csv_rows(text, delimiter)
-    if not headings or not any(headings):
+        rows = _csv_rows(text, delimiter)
+    headings = _header(rows, keys)
+    if not headings:
         raise ExportUnreadable(f"register file {path.name} has no header row")
     return _keep(path.name, headings, rows, keys, encoding, delimiter)
+
+
+HEADER_SEARCH_ROWS = 20
+
+
+def _header(rows: Iterator[tuple[int, Sequence[object]]], keys: set[str]) -> list[str]:
+    """The header row: the first of the leading rows naming two wanted headings (exports often
+    start with a title line or two), else the first non-empty row. ``rows`` is left after it."""
+    skipped: list[list[str]] = []
+    for _, values in rows:
+        cells = [_cell(v) for v in values]
+        if not any(cells):
+            continue
+        if sum(heading_key(c) in keys for c in cells) >= 2:
+            return cells
+        skipped.append(cells)
+        if len(skipped) >= HEADER_SEARCH_ROWS:
+            break
+    # No row looks like our headings: the first non-empty row is the header, and the mapping
+    # will name what is missing. Its data rows were consumed above, so this is only for messages.
+    return skipped[0] if skipped else []
 
 
 def _keep(
@@ -138,31 +160,23 @@ def _decode(raw: bytes, name: str) -> tuple[str, str]:
 
 
 def _delimiter(text: str, name: str) -> str:
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    counts = {d: first.count(d) for d in DELIMITERS}
+    # The delimiter is the one most used on any of the first lines (a title line has none).
+    lines = [line for line in text.splitlines()[:HEADER_SEARCH_ROWS * 2] if line.strip()][:HEADER_SEARCH_ROWS]
+    counts = {d: max((line.count(d) for line in lines), default=0) for d in DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     if counts[best] == 0:
-        raise ExportUnreadable(f"register file {name}: the header row has no delimiter (, ; tab or |)")
+        raise ExportUnreadable(f"register file {name}: no delimiter (, ; tab or |) in its first lines")
     return best
 
 
-def _csv_rows(text: str, delimiter: str) -> tuple[list[str], Iterator[tuple[int, Sequence[object]]]]:
+def _csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, Sequence[object]]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    headings: list[str] = []
+    # line_num counts physical lines, as an editor or Excel shows them (blank lines included).
     for values in reader:
-        if any(v.strip() for v in values):
-            headings = values
-            break
-
-    def rows() -> Iterator[tuple[int, Sequence[object]]]:
-        # line_num counts physical lines, as an editor or Excel shows them (blank lines included).
-        for values in reader:
-            yield reader.line_num, values
-
-    return headings, rows()
+        yield reader.line_num, values
 
 
-def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], Iterator[tuple[int, Sequence[object]]]]:
+def _xlsx_rows(path: Path, sheet: str | None) -> Iterator[tuple[int, Sequence[object]]]:
     import zipfile
 
     from openpyxl import load_workbook
@@ -174,20 +188,8 @@ def _xlsx_rows(path: Path, sheet: str | None) -> tuple[list[str], Iterator[tuple
     if sheet is not None and sheet not in book.sheetnames:
         raise ExportUnreadable(f"register file {path.name} has no sheet {sheet!r} (sheets: {', '.join(book.sheetnames)})")
     ws = book[sheet] if sheet is not None else book.worksheets[0]
-    it = ws.iter_rows(values_only=True)
-    headings: list[str] = []
-    number = 0
-    for values in it:
-        number += 1
-        if any(_cell(v) for v in values):
-            headings = [_cell(v) for v in values]
-            break
-
-    def rows() -> Iterator[tuple[int, Sequence[object]]]:
-        n = number
-        for values in it:
-            n += 1
-            yield n, values
+    try:
+        for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
+            yield number, values
+    finally:
         book.close()
-
-    return headings, rows()
