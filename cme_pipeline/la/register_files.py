@@ -189,7 +189,6 @@ def _xlsx_rows(path: Path, sheet: str | None) -> Iterator[tuple[int, Sequence[ob
         raise ExportUnreadable(f"register file {path.name} has no sheet {sheet!r} (sheets: {', '.join(book.sheetnames)})")
     ws = book[sheet] if sheet is not None else book.worksheets[0]
     try:
-        for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            yield number, values
+        yield from enumerate(ws.iter_rows(values_only=True), start=1)
     finally:
         book.close()
