@@ -296,3 +296,32 @@ def test_registers_warn_then_refuse_as_they_age_and_status_says_so(
     assert _cli(home, "status", "--la", LA) == 0
     out = capsys.readouterr().out
     assert "too old: runs refuse" in out and "old: runs warn" in out
+
+
+def test_on_postgresql_a_good_file_replaces_the_register_whole_and_a_bad_one_changes_nothing(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cme_pipeline.config import load_settings
+
+    settings = load_settings(tmp_path / "home", environ={"CME_DATABASE_URL": postgres_url,
+                                                         "CME_KEYSTORE": f"file:{tmp_path / 'keys'}"})
+    engine = open_home(settings).store(LA)
+    assert engine.dialect.name == "postgresql"
+    replace_register(engine, LA, "school_census", _old_registers()["school_census"], as_of=dt.date.today())
+    good = _census_csv(tmp_path / "census.csv", CENSUS)
+    bad_rows = [list(r) for r in CENSUS]
+    bad_rows[0][6] = "31/31/2015"
+    bad = _census_csv(tmp_path / "bad.csv", bad_rows)
+    args = ["--home", str(settings.home), "registers", "import", "--la", LA, "--register", "school_census"]
+    monkeypatch.setenv("CME_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("CME_KEYSTORE", f"file:{tmp_path / 'keys'}")
+    assert main([*args, str(bad)]) == 4
+    assert list(load_register(engine, LA, "school_census")["record_id"]) == ["OLD1"]
+    assert main([*args, str(good)]) == 0
+    assert "31/31/2015" not in capsys.readouterr().err
+    census = load_register(engine, LA, "school_census")
+    assert sorted(census["record_id"]) == ["A123456789012", "A123456789013", "A123456789014"]
+    with engine.connect() as conn:  # the old row is gone, and the table was vacuumed to prune it
+        vacuumed = conn.exec_driver_sql(
+            "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'register_school_census'").scalar()
+    assert vacuumed is not None
