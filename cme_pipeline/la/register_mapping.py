@@ -217,6 +217,7 @@ def as_template(mapping: ColumnMapping) -> str:
             lines.append("address = [" + ", ".join(f'"{h}"' for h in headings[:3]) + ', "Town"]')
         else:
             lines.append(f'{column} = "{shown}"')
-    lines += ["", "[constants]", "# school_type = \"maintained\""]
+    example = "school_type = \"maintained\"" if mapping.source == "school_census" else "sex = \"U\""
+    lines += ["", "[constants]  # a value for a column the export does not have", f"# {example}"]
     return "\n".join(lines) + "\n"
 
