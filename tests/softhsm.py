@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -76,6 +77,39 @@ def keystore_backend(request: pytest.FixtureRequest) -> str:
     """Each test that takes this runs once per key store backend."""
     backend: str = request.param
     return backend
+
+
+@pytest.fixture(scope="module", params=KEYSTORES)
+def module_keystore_backend(request: pytest.FixtureRequest) -> str:
+    """The same for module-scoped fixtures (a home built once per module): every test of the
+    module runs once per backend, all of one backend's tests together."""
+    backend: str = request.param
+    return backend
+
+
+def use_keystore(mp: pytest.MonkeyPatch, backend: str) -> dict[str, str]:
+    """Select ``backend`` in this process's environment too, and return its environment.
+
+    Pass the result to ``load_settings(..., environ=...)``: code that reads the settings from the
+    environment (pipeline steps, the CLI, child processes) then finds the same key store.
+    """
+    env = keystore_env(backend)
+    if env:
+        mp.setenv("CME_KEYSTORE", env["CME_KEYSTORE"])
+    else:
+        mp.delenv("CME_KEYSTORE", raising=False)
+    return env
+
+
+def keystore_files(uri: str) -> Path:
+    """Where a key store's bytes are on disk: the ``file:`` directory, or SoftHSM2's token
+    directory (every token of the session: a scan of it is a superset of the one token's)."""
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file:"))
+    conf = Path(os.environ["SOFTHSM2_CONF"]).read_text()
+    found = re.search(r"^directories\.tokendir\s*=\s*(.+)$", conf, re.MULTILINE)
+    assert found, conf
+    return Path(found.group(1).strip())
 
 
 KeystoreEnv = Callable[[], dict[str, str]]

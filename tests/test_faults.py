@@ -8,6 +8,11 @@ Fault kinds: an exception after the task's side effects (then Airflow's retry ru
 a full disk (``ENOSPC`` from a write, retried too), an exception on every try (the run is
 abandoned, then a new run starts), and a kill of the process in the middle of the task (a new
 run starts; the killed run never finishes).
+
+Every case runs on both key stores (``[file]``: key files beside the home; ``[pkcs11]``: a fresh
+SoftHSM2 token per home), each compared with an undisturbed run on the same backend. The steps
+re-read their settings from the environment, so ``CME_KEYSTORE`` is set there as well as passed
+to ``load_settings``; the killed child process inherits it.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from softhsm import use_keystore
 
 from cme_pipeline import evidence
 from cme_pipeline.config import Settings, load_settings
-from cme_pipeline.home import open_home
+from cme_pipeline.home import close_homes, open_home
 from cme_pipeline.la import minimise
 from cme_pipeline.pipeline import steps
 from cme_pipeline.runs import RunPaths, read_state
@@ -35,8 +41,8 @@ STEPS = ("open_delivery", "check_registers", "match", "minimise", "check_retaine
 CHILDREN = 1200
 
 
-def _home(root: Path) -> Settings:
-    settings = load_settings(root, environ={})
+def _home(root: Path, env: dict[str, str]) -> Settings:
+    settings = load_settings(root, environ=env)
     simulate_to_home(settings, [LA], children=CHILDREN, seed=11)
     return settings
 
@@ -59,21 +65,27 @@ def _retained(settings: Settings, run_id: str) -> tuple[frozenset[tuple[str, str
 
 
 @pytest.fixture(scope="module")
-def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> tuple[frozenset[tuple[str, str]], dict[str, int]]:
-    root = tmp_path_factory.mktemp("undisturbed")
+def undisturbed(
+    tmp_path_factory: pytest.TempPathFactory, module_keystore_backend: str
+) -> tuple[frozenset[tuple[str, str]], dict[str, int]]:
+    root = tmp_path_factory.mktemp(f"undisturbed-{module_keystore_backend}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CME_HOME", str(root))
-        settings = _home(root)
+        settings = _home(root, use_keystore(mp, module_keystore_backend))
         _run("manual__undisturbed")
         result = _retained(settings, "manual__undisturbed")
+    # Its sessions closed before the test's own home is made: a PKCS#11 module sees a token made
+    # after it was loaded only once no session is open (then it re-initialises).
+    close_homes()
     assert result[1]["retained"] > 0 and result[1]["matched"] > 0
     return result
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module_keystore_backend: str) -> Settings:
+    """A fresh home on the module's backend (for ``pkcs11:`` a fresh token: keys are per home)."""
     monkeypatch.setenv("CME_HOME", str(tmp_path))
-    return _home(tmp_path)
+    return _home(tmp_path, use_keystore(monkeypatch, module_keystore_backend))
 
 
 def _converged(settings: Settings, run_id: str, undisturbed: tuple[frozenset[tuple[str, str]], dict[str, int]]) -> None:

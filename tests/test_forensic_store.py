@@ -3,8 +3,12 @@
 Known 999-range NHS numbers (and the children's surnames, dates of birth and postcodes) are
 staged and minimised; then every byte of every file is read raw: the SQLite database with its
 ``-wal``/``-journal``, PostgreSQL's whole data directory (``base/``, ``pg_wal/``, ...) and server
-log, and the home (keys, reports). No plaintext value of any child may be found: staging and
-retention are encrypted, so not even the retained children's values are there in clear.
+log, the home (reports, runs) and the key store. No plaintext value of any child may be found:
+staging and retention are encrypted, so not even the retained children's values are there in clear.
+
+Each store test runs on both key stores: ``[file]`` scans the key directory beside the home,
+``[pkcs11]`` the SoftHSM2 token directory, where that backend's keys live (the home then holds
+no key at all, and must still hold no plaintext).
 
 A scan is evidence only if it could have found something, so each test also asserts a
 non-empty sample and plants one plaintext value in the same store to show the scan finds it.
@@ -28,11 +32,11 @@ from fixtures_minimise import (
     MIN_RUN,
     MIN_TODAY,
     MatchedDelivery,
-    home_settings,
 )
 from postgres_server import PostgresServer
+from softhsm import keystore_files, use_keystore
 
-from cme_pipeline.config import Settings
+from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.home import open_home
 from cme_pipeline.la import minimise as m
 from cme_pipeline.nhs_number import generate_test_numbers
@@ -126,6 +130,19 @@ def _plant(settings: Settings, value: str) -> None:
     engine.dispose()
 
 
+def _settings(root: Path, backend: str, mp: pytest.MonkeyPatch, database_url: str | None = None) -> Settings:
+    """A fresh home on ``backend`` (selected in the environment too), optionally on PostgreSQL."""
+    env = use_keystore(mp, backend) | ({"CME_DATABASE_URL": database_url} if database_url else {})
+    return load_settings(root, environ=env)
+
+
+def _keys(settings: Settings) -> Path:
+    """The key store's files, which must exist: a scan of a missing directory proves nothing."""
+    keys = keystore_files(settings.keystore_uri)
+    assert keys.is_dir() and any(p.is_file() for p in keys.rglob("*")), keys
+    return keys
+
+
 def _sentinel(delivery: MatchedDelivery) -> str:
     known = set(delivery.nhs_numbers())
     return next(n for n in generate_test_numbers(500, np.random.default_rng(99)) if n not in known)
@@ -134,10 +151,11 @@ def _sentinel(delivery: MatchedDelivery) -> str:
 @pytest.mark.sqlite
 @pytest.mark.parametrize("journal", ["delete", "wal", "wal-control"])
 def test_sqlite_store_and_home_hold_no_plaintext(
-    tmp_path: Path, matched_delivery: MatchedDelivery, journal: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, matched_delivery: MatchedDelivery, journal: str, monkeypatch: pytest.MonkeyPatch,
+    keystore_backend: str,
 ) -> None:
     """``wal-control`` skips the checkpoint to show the shredded-ciphertext check can fail."""
-    settings = home_settings(tmp_path / "home")
+    settings = _settings(tmp_path / "home", keystore_backend, monkeypatch)
     mode = journal.removesuffix("-control")
     engine = open_home(settings).store(MIN_LA)  # the journal mode is a property of the file: set it first
     with engine.connect() as conn:
@@ -156,7 +174,7 @@ def test_sqlite_store_and_home_hold_no_plaintext(
         if journal == "wal-control":
             assert scan_bytes(db, set(shredded_blobs)), "without the checkpoint the WAL keeps deleted rows"
             return
-        assert scan([settings.home], needles(matched_delivery)) == {}
+        assert scan([settings.home, _keys(settings)], needles(matched_delivery)) == {}
         # secure_delete + checkpoint: the deleted staged rows' ciphertext is gone from the files too.
         assert scan_bytes(db, set(shredded_blobs)) == []
     finally:
@@ -169,13 +187,14 @@ def test_sqlite_store_and_home_hold_no_plaintext(
 
 @pytest.mark.postgres
 def test_postgresql_files_and_log_hold_no_plaintext(
-    tmp_path: Path, matched_delivery: MatchedDelivery, postgres_url: str, postgres_server: PostgresServer
+    tmp_path: Path, matched_delivery: MatchedDelivery, postgres_url: str, postgres_server: PostgresServer,
+    keystore_backend: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = home_settings(tmp_path / "home", postgres_url)
+    settings = _settings(tmp_path / "home", keystore_backend, monkeypatch, postgres_url)
     _minimise(settings, matched_delivery)
     postgres_server.checkpoint()  # shared buffers to base/: otherwise the scan would see nothing
     look = needles(matched_delivery)
-    roots = [postgres_server.datadir, postgres_server.logfile, settings.home]
+    roots = [postgres_server.datadir, postgres_server.logfile, settings.home, _keys(settings)]
     assert (postgres_server.datadir / "base").is_dir() and (postgres_server.datadir / "pg_wal").is_dir()
     assert scan(roots, look) == {}
 
