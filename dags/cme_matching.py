@@ -3,7 +3,8 @@
 Wiring only; every step is a function in ``cme_pipeline.pipeline.steps``, referenced directly, so
 a renamed step fails when this file is parsed, not in a run. One mapped task group per LA with a
 waiting delivery (mapping is over LA codes, never over records). Tasks hand each other ids and
-counts only.
+counts only. It also runs whenever cme_registers imports a register, so a delivery held back by
+stale registers is matched as soon as fresh ones land.
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ from airflow.sdk import (
 
 from cme_pipeline.areas import LA_CODES
 from cme_pipeline.config import MATCH_THRESHOLD_FLOOR
-from cme_pipeline.pipeline import DELIVERY_ASSET_NAME, DELIVERY_ASSET_URI, steps
+from cme_pipeline.pipeline import (
+    DELIVERY_ASSET_NAME,
+    DELIVERY_ASSET_URI,
+    REGISTERS_ASSET_NAME,
+    REGISTERS_ASSET_URI,
+    steps,
+)
 
 DELIVERY = Asset(name=DELIVERY_ASSET_NAME, uri=DELIVERY_ASSET_URI)
+REGISTERS = Asset(name=REGISTERS_ASSET_NAME, uri=REGISTERS_ASSET_URI)
 
 
 def _step_task(step: Callable[..., dict[str, object]]):  # type: ignore[no-untyped-def]
@@ -49,9 +57,10 @@ def _step_task(step: Callable[..., dict[str, object]]):  # type: ignore[no-untyp
 
 @dag(
     dag_id="cme_matching",
-    # Each term (September, January, April) and whenever the partner delivers.
+    # Each term (September, January, April), whenever the partner delivers and whenever a
+    # register is imported (a delivery may be waiting for it).
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 6 1 9,1,4 *", timezone="Europe/London"), assets=DELIVERY
+        timetable=CronTriggerTimetable("0 6 1 9,1,4 *", timezone="Europe/London"), assets=DELIVERY | REGISTERS
     ),
     start_date=pendulum.datetime(2026, 9, 1, tz="Europe/London"),
     catchup=False,
