@@ -265,8 +265,6 @@ def test_an_la_held_back_by_a_stale_register_is_planned_after_a_fresh_import(reg
 
 
 @pytest.mark.airflow
-@pytest.mark.xfail(strict=True, reason="evidence.airflow_history.EVIDENCE_DAGS does not list cme_registers yet, "
-                                       "so its run ids in the ledger look unknown to Airflow")
 def test_the_imports_verify_against_airflows_history(registers_run: RegistersRun) -> None:
     settings = registers_run.settings
     report = evidence.verify(settings, open_home(settings).keys)

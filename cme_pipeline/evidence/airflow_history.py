@@ -25,7 +25,7 @@ from cme_pipeline.evidence.ledger import ANALYST_RUN_PREFIXES
 from cme_pipeline.runs import RunPaths, read_state
 
 MATCHING_DAG = "cme_matching"
-EVIDENCE_DAGS = ("cme_matching", "cme_retention")
+EVIDENCE_DAGS = ("cme_matching", "cme_retention", "cme_registers")
 FINISHED_STATES = frozenset({"success", "failed"})
 
 
