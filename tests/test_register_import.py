@@ -172,22 +172,42 @@ def test_case_management_exports_as_xlsx_load_with_a_mapping_file(home: Settings
     assert _found(home, SECRET) == []
 
 
-@pytest.mark.parametrize("register,headings,extra", [
-    ("eotas", ["Reference", "Forename", "Surname", "Date of Birth", "Gender", "Address", "Postcode", "Provision"],
-     ["PRU"]),
-    ("cme", ["CME Reference", "First Name", "Last Name", "DOB", "Gender", "Address", "Post Code", "Date of Referral"],
-     [dt.datetime(2026, 10, 1)]),
-])
-def test_each_register_loads_from_xlsx_with_its_preset(
-    home: Settings, tmp_path: Path, register: str, headings: list[str], extra: list[object]
+_PRESET_HEADINGS = {
+    "school_census": (["UPN", "Legal Forename", "Legal Surname", "Date of Birth", "Gender", "Address", "Postcode",
+                       "LA Estab", "School Type", "Enrolment Status"], [6812345, "Maintained", "C"]),
+    "eotas": (["Reference", "Forename", "Surname", "Date of Birth", "Gender", "Address", "Postcode", "Provision"],
+              ["PRU"]),
+    "ehe": (["EHE Reference", "First Name", "Last Name", "D.O.B.", "Sex", "Address", "Post Code", "Notification Date"],
+            [dt.datetime(2025, 9, 3)]),
+    "cme": (["CME Reference", "First Name", "Last Name", "DOB", "Gender", "Address", "Post Code", "Date of Referral"],
+            [dt.datetime(2026, 10, 1)]),
+}
+
+
+def _csv_cell(value: object) -> str:
+    return value.strftime("%d/%m/%Y") if isinstance(value, dt.datetime) else str(value)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+@pytest.mark.parametrize("register", list(_PRESET_HEADINGS))
+def test_each_register_loads_from_csv_and_xlsx_with_its_preset(
+    home: Settings, tmp_path: Path, register: str, fmt: str
 ) -> None:
+    headings, extra = _PRESET_HEADINGS[register]
     rows: list[list[object]] = [[f"{register}-{i}", f"Name{i}", "Pryce", dt.datetime(2014, 1, 1 + i), "U",
                                  f"{i} Church St, Barry", "CF62 7AA", *extra, SECRET] for i in range(3)]
-    path = _xlsx(tmp_path / f"{register}.xlsx", [*headings, "Notes"], rows)
+    if fmt == "xlsx":
+        path = _xlsx(tmp_path / f"{register}.xlsx", [*headings, "Notes"], rows)
+    else:
+        path = tmp_path / f"{register}.csv"
+        out = io.StringIO(newline="")
+        csv.writer(out).writerows([[*headings, "Notes"], *([_csv_cell(v) for v in row] for row in rows)])
+        path.write_text(out.getvalue(), encoding="utf-8")
     assert _cli(home, "import", "--la", LA, "--register", register, str(path)) == 0
     frame = load_register(open_home(home).store(LA), LA, register)
     assert list(frame["record_id"]) == [f"{register}-{i}" for i in range(3)]
     assert list(frame["dob"]) == ["2014-01-01", "2014-01-02", "2014-01-03"]
+    assert list(frame["address"]) == [f"{i} Church St, Barry" for i in range(3)]
     assert _found(home, SECRET) == []
 
 
