@@ -4,6 +4,11 @@ Starts the real `airflow standalone` on a free port, waits until every component
 healthy, checks the three DAGs load without import errors, triggers `cme_matching` through the
 REST API as an analyst would from the UI, and checks the run's outcome, its evidence, and that
 a `cme run` on the same home refuses while Airflow holds it.
+
+Once per key store, ``[file]`` and ``[pkcs11]``: unlike `cme run` (which runs the DAG
+in-process), Airflow runs the tasks here in the processes its LocalExecutor forks, so this is the
+test of a PKCS#11 token used from such workers. ``CME_KEYSTORE`` is set for the whole module, so
+`airflow standalone` and the `cme` commands run beside it find the same key store.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from softhsm import use_keystore
 
 from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.pipeline.lock import HomeBusy
@@ -73,11 +79,18 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, subprocess.Popen[bytes], Settings]]:
-    home = tmp_path_factory.mktemp("ui") / "home"
-    settings = load_settings(home, environ={})
+def airflow_ui(
+    tmp_path_factory: pytest.TempPathFactory, module_keystore_backend: str
+) -> Iterator[tuple[Api, subprocess.Popen[bytes], Settings]]:
+    with pytest.MonkeyPatch.context() as keystore:  # for the module's tests: their `cme` commands too
+        keystore_env = use_keystore(keystore, module_keystore_backend)
+        yield from _airflow_ui(tmp_path_factory.mktemp(f"ui-{module_keystore_backend}") / "home", keystore_env)
+
+
+def _airflow_ui(home: Path, keystore_env: dict[str, str]) -> Iterator[tuple[Api, subprocess.Popen[bytes], Settings]]:
+    settings = load_settings(home, environ=keystore_env)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CME_", "AIRFLOW"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CME_", "AIRFLOW"))} | keystore_env
     log = open(home.parent / "standalone.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [sys.executable, "-m", "cme_pipeline.cli", "--home", str(home), "airflow", "--port", str(port)],

@@ -24,6 +24,10 @@ way the catalogue makes them, after the command has run:
 
 No case falls back to calling ``package_extract`` itself; the test checks that every case ran the
 command at least once.
+
+The batch is made once per key store, ``[file]`` and ``[pkcs11]`` (a SoftHSM2 token: the LA's
+receiving keys, pins and evidence key live there; the simulated partner keeps its own file keys
+under ``partner/``). The byte scan covers the key store's files too.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import pandas as pd
 import pytest
 import test_bad_deliveries as catalogue
 from fixtures_quality import EXTRACT_DATE, LA, YEAR, GoodExtract
+from softhsm import keystore_files, use_keystore
 from test_bad_deliveries import CATALOGUE
 
 from cme_pipeline.areas import LA_CODES
@@ -194,13 +199,22 @@ def _run_states(settings: Settings, la: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory, good_extract: GoodExtract) -> Iterator[Batch]:
-    root = tmp_path_factory.mktemp("bad-cli")
+def batch(
+    tmp_path_factory: pytest.TempPathFactory, good_extract: GoodExtract, module_keystore_backend: str
+) -> Iterator[Batch]:
+    with pytest.MonkeyPatch.context() as keystore:
+        keystore_env = use_keystore(keystore, module_keystore_backend)
+        yield _batch(tmp_path_factory.mktemp(f"bad-cli-{module_keystore_backend}"), good_extract, keystore_env)
+
+
+def _batch(root: Path, good_extract: GoodExtract, keystore_env: dict[str, str]) -> Batch:
     home, tmp, plain = root / "home", root / "tmp", root / "plain"
     tmp.mkdir()
     plain.mkdir()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmp), "HOME": str(root)}
-    settings = load_settings(home, environ={})
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(tmp), "HOME": str(root)} | keystore_env
+    if keystore_env:  # the commands' SoftHSM2 must read the session's token directory
+        env["SOFTHSM2_CONF"] = os.environ["SOFTHSM2_CONF"]
+    settings = load_settings(home, environ=keystore_env)
     needles = good_extract.needles() + EXTRA_NEEDLES
     hosts = _hosts()
     extracts = {la: _write_registers(settings, la, needles) for la in LA_CODES}
@@ -220,11 +234,13 @@ def batch(tmp_path_factory: pytest.TempPathFactory, good_extract: GoodExtract) -
     )
 
     done = _cme(env, home, "run", "--la", "all", "--year", str(YEAR))
+    roots = [home, tmp, keystore_files(settings.keystore_uri)]
+    assert roots[-1].is_dir(), "the key store was never written: the scan of it would prove nothing"
     result = Batch(
-        settings, env, [home, tmp], cases, good, len(good_frame), list(good_frame["nhs_number"]), done,
+        settings, env, roots, cases, good, len(good_frame), list(good_frame["nhs_number"]), done,
     )
     result.runs = {la: _run_states(settings, la) for la in LA_CODES}
-    yield result
+    return result
 
 
 def _scan(roots: list[Path], home: Path, needles: list[str]) -> list[str]:

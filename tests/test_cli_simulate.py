@@ -1,4 +1,9 @@
-"""`cme simulate` and `cme partner package` from the command line."""
+"""`cme simulate` and `cme partner package` from the command line.
+
+The commands that write keys (the LA's receiving keys and pin, sealed deliveries) run once per key
+store, ``[file]`` and ``[pkcs11]``. The two that fail on their arguments run on the ``file:`` key
+store only: they stop before any key is opened, so the backend cannot change what they check.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from softhsm import keystore_files, use_keystore
 
 from cme_pipeline.cli import main
 from cme_pipeline.config import load_settings
@@ -14,10 +20,13 @@ from cme_pipeline.home import open_home
 from cme_pipeline.store import load_registers
 
 
-def test_simulate_writes_registers_deliveries_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_writes_registers_deliveries_and_truth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keystore_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = use_keystore(monkeypatch, keystore_backend)  # the command reads it from the environment
     home = tmp_path / "home"
     assert main(["--home", str(home), "simulate", "--la", "W06000015,W06000002", "--children", "3000", "--seed", "4"]) == 0
-    settings = load_settings(home, environ={})
+    settings = load_settings(home, environ=env)
     truth = pd.read_csv(home / "partner" / "truth.csv", dtype=str, keep_default_na=False)
     assert {"nhs_number", "la_code", "registers"} <= set(truth.columns)
     assert len(truth) == 3000 and set(truth["la_code"]) == {"W06000015", "W06000002"}
@@ -35,14 +44,19 @@ def test_simulate_writes_registers_deliveries_and_truth(tmp_path: Path, capsys: 
     assert "3000 children" in out.out
 
 
-def test_no_plaintext_nhs_number_outside_partner(tmp_path: Path) -> None:
+def test_no_plaintext_nhs_number_outside_partner(
+    tmp_path: Path, keystore_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = use_keystore(monkeypatch, keystore_backend)
     home = tmp_path / "home"
     assert main(["--home", str(home), "simulate", "--la", "W06000001", "--children", "800"]) == 0
     truth = pd.read_csv(home / "partner" / "truth.csv", dtype=str)
     needles = [n.encode() for n in truth["nhs_number"]]
     assert len(needles) == 800
     scanned = 0
-    keys = home.with_name(home.name + ".keys")  # the key store lives beside the home, never in it
+    # The key store lives beside the home (file:) or in the SoftHSM2 token directory, never in it.
+    keys = keystore_files(load_settings(home, environ=env).keystore_uri)
+    assert keys.is_dir()
     for root in (home, keys):
         for path in root.rglob("*"):
             if path.is_file() and "partner" not in path.relative_to(root).parts:
@@ -63,7 +77,10 @@ def test_partner_package_reports_unreadable_file(tmp_path: Path, capsys: pytest.
     assert re.fullmatch(r"cme partner: cannot read .*nope\.csv: No such file or directory\n", capsys.readouterr().err)
 
 
-def test_partner_package_puts_a_delivery_in_the_inbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_partner_package_puts_a_delivery_in_the_inbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keystore_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_keystore(monkeypatch, keystore_backend)
     plain = tmp_path / "plain.csv"
     plain.write_text("nhs_number,forename\n9990000026,Siân\n", encoding="utf-8")
     assert main(["--home", str(tmp_path / "h"), "partner", "package", str(plain), "--la", "W06000015"]) == 0

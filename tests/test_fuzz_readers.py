@@ -4,6 +4,10 @@ the readers of ``cme link``.
 Each reader, given random or mutated bytes, either accepts well-formed input or rejects it with
 the project's error: one line, naming no value of the input. Never another exception, never a
 half-written store or output file.
+
+The whole-intake tests (sealing with the LA's receiving keys, then opening: signature, one-time key,
+decryption) run once per key store, ``[file]`` and ``[pkcs11]``. The parser and ``cme link``
+tests run once: they read bytes and never open a key store, so the backend cannot change them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as _event
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
+from softhsm import use_keystore
 
 from cme_pipeline.cli import main
 from cme_pipeline.commands.link import read_people
@@ -146,8 +151,10 @@ def test_parse_reads_back_exactly_what_a_csv_writer_wrote(rows: list[list[str]])
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return load_settings(tmp_path_factory.mktemp("fuzz") / "home", environ={})
+def home(tmp_path_factory: pytest.TempPathFactory, module_keystore_backend: str) -> Iterator[Settings]:
+    with pytest.MonkeyPatch.context() as keystore:
+        env = use_keystore(keystore, module_keystore_backend)
+        yield load_settings(tmp_path_factory.mktemp(f"fuzz-{module_keystore_backend}") / "home", environ=env)
 
 
 def _files(root: Path) -> dict[Path, bytes]:

@@ -5,16 +5,22 @@ name at the length limit go in a real delivery (the delivery suite rejects only 
 *starts* like a formula, which is a bad delivery of its own). They must pass every step, be held
 byte for byte (encrypted), reach the CME officer's list and the review pack with nothing able to
 act on a terminal, spreadsheet or browser, and never reach the DPO report at all.
+
+The run (delivery opening, minimising, review pack sealing, evidence signing) is made once per key
+store, ``[file]`` and ``[pkcs11]`` (a SoftHSM2 token, selected in the environment for the whole
+module, so the steps and the ``cme`` commands find it too).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from softhsm import use_keystore
 
 from cme_pipeline.cli import main
 from cme_pipeline.config import Settings, load_settings
@@ -53,9 +59,14 @@ class HostileRun:
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> HostileRun:
-    home = tmp_path_factory.mktemp("hostile") / "home"
-    settings = load_settings(home, environ={})
+def hostile_run(tmp_path_factory: pytest.TempPathFactory, module_keystore_backend: str) -> Iterator[HostileRun]:
+    with pytest.MonkeyPatch.context() as keystore:  # for the module's tests: the CLI reads it too
+        env = use_keystore(keystore, module_keystore_backend)
+        yield _hostile_run(tmp_path_factory.mktemp(f"hostile-{module_keystore_backend}") / "home", env)
+
+
+def _hostile_run(home: Path, env: dict[str, str]) -> HostileRun:
+    settings = load_settings(home, environ=env)
     sim = simulate_la(LA, children=400, seed=8, year_start=2026)
     extract = sim.extract[list(HEALTH_EXTRACT)].reset_index(drop=True).copy()
     truth = sim.truth.set_index("nhs_number")

@@ -1,4 +1,9 @@
-"""`cme run` and the home lock: nothing waiting, two runs on one home at once, Airflow beside a run."""
+"""`cme run` and the home lock: nothing waiting, two runs on one home at once, Airflow beside a run.
+
+Runs on the ``file:`` key store only: what is tested is the home lock, which `cme run` takes
+before it opens any key, and the finding that nothing waits, which opens none; the key-store work
+of a `cme run` runs on a SoftHSM2 token in test_pipeline_e2e.py.
+"""
 
 from __future__ import annotations
 
