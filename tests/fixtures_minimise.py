@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +65,10 @@ def matched_delivery() -> MatchedDelivery:
     return delivery
 
 
-def home_settings(root: Path, database_url: str | None = None) -> Settings:
-    """Settings on a fresh home, optionally pointing the store at a PostgreSQL URL."""
-    env = {"CME_DATABASE_URL": database_url} if database_url else {}
+def home_settings(root: Path, database_url: str | None = None, keystore: Mapping[str, str] | None = None) -> Settings:
+    """Settings on a fresh home, optionally pointing the store at a PostgreSQL URL and the keys at
+    a key store (``keystore``: what ``softhsm.use_keystore`` returned)."""
+    env = dict(keystore or {}) | ({"CME_DATABASE_URL": database_url} if database_url else {})
     return load_settings(root, environ=env)
 
 

@@ -25,6 +25,7 @@ from fixtures_minimise import (
     home_settings,
 )
 from postgres_server import PostgresServer
+from softhsm import use_keystore
 
 from cme_pipeline.crypto import envelope
 from cme_pipeline.home import open_home
@@ -60,9 +61,10 @@ def _fault(server: PostgresServer, database: str, how: str) -> Callable[[], None
 def test_database_lost_mid_transaction_then_rerun_converges(
     tmp_path: Path, matched_delivery: MatchedDelivery, postgres_server: PostgresServer, postgres_url: str,
     undisturbed: tuple[m.MinimiseResult, pd.DataFrame], monkeypatch: pytest.MonkeyPatch, point: str, how: str,
+    keystore_backend: str,
 ) -> None:
     expected, expected_retained = undisturbed
-    settings = home_settings(tmp_path / "home", postgres_url)
+    settings = home_settings(tmp_path / "home", postgres_url, use_keystore(monkeypatch, keystore_backend))
     m.stage_delivery(open_home(settings), MIN_LA, MIN_DELIVERY, matched_delivery.extract)
     database = sa.make_url(postgres_url).database
     assert database

@@ -16,6 +16,7 @@ from fixtures_minimise import (
     MatchedDelivery,
     home_settings,
 )
+from softhsm import use_keystore
 
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import envelope
@@ -188,8 +189,11 @@ def test_rotation_reseals_every_row_and_destroys_old_key(staged_home: Settings, 
 
 
 @pytest.mark.postgres
-def test_the_same_code_on_postgresql(tmp_path: Path, matched_delivery: MatchedDelivery, postgres_url: str) -> None:
-    settings = home_settings(tmp_path / "home", postgres_url)
+def test_the_same_code_on_postgresql(
+    tmp_path: Path, matched_delivery: MatchedDelivery, postgres_url: str, keystore_backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = home_settings(tmp_path / "home", postgres_url, use_keystore(monkeypatch, keystore_backend))
     assert m.stage_delivery(open_home(settings), LA, D, matched_delivery.extract) == len(matched_delivery.extract)
     assert m.stage_delivery(open_home(settings), LA, D, matched_delivery.extract) == len(matched_delivery.extract)
     pd.testing.assert_frame_equal(

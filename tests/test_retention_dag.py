@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_minimise import MIN_LA, MatchedDelivery, home_settings
+from softhsm import use_keystore
 
 from cme_pipeline import evidence
 from cme_pipeline.evidence import ledger
@@ -30,15 +31,18 @@ import json, sys
 from cme_pipeline import embedded_airflow
 from cme_pipeline.config import load_settings
 from cme_pipeline.home import open_home
-settings = load_settings(sys.argv[1], environ={})
+settings = load_settings(sys.argv[1])  # CME_KEYSTORE from the test's environment
 embedded_airflow.prepare(settings)
 result = embedded_airflow.run_dag(settings, "cme_retention", {})
 print(json.dumps({"run_id": result.run_id, "state": result.state, "tasks": result.task_states}))
 """
 
 
-def test_the_retention_dag_purges_only_what_expired(tmp_path: Path, matched_delivery: MatchedDelivery) -> None:
-    settings = home_settings(tmp_path / "home")
+def test_the_retention_dag_purges_only_what_expired(
+    tmp_path: Path, matched_delivery: MatchedDelivery, keystore_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CME_DATABASE_URL", raising=False)
+    settings = home_settings(tmp_path / "home", keystore=use_keystore(monkeypatch, keystore_backend))
     today = dt.date.today()
     old, new = "D20260401-W06000015-00000001", "D20261001-W06000015-00000002"
     for delivery, run, day in ((old, "manual__old", today - dt.timedelta(days=200)), (new, "manual__new", today)):
