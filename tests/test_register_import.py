@@ -345,3 +345,26 @@ def test_on_postgresql_a_good_file_replaces_the_register_whole_and_a_bad_one_cha
         vacuumed = conn.exec_driver_sql(
             "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'register_school_census'").scalar()
     assert vacuumed is not None
+
+
+def test_a_register_replaced_during_a_run_stops_it_before_matching_and_the_next_run_uses_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cme_pipeline.errors import CmeError
+    from cme_pipeline.pipeline import steps
+    from cme_pipeline.runs import waiting_deliveries
+    from cme_pipeline.simulate.wales import simulate_to_home
+
+    monkeypatch.setenv("CME_HOME", str(settings.home))
+    simulate_to_home(settings, [LA], children=300, seed=4)
+    params = {"la_codes": [LA]}
+    steps.open_delivery(LA, "manual__first", params)
+    steps.check_registers(LA, "manual__first", params)
+    engine = open_home(settings).store(LA)
+    replace_register(engine, LA, "ehe", load_register(engine, LA, "ehe"), as_of=dt.date.today())  # an import
+    with pytest.raises(CmeError, match="a register was replaced during this run"):
+        steps.match(LA, "manual__first", params)
+    assert len(waiting_deliveries(settings, LA)) == 1
+    for step in steps.MATCHING_STEPS:
+        step(LA, "manual__second", params)
+    assert waiting_deliveries(settings, LA) == []

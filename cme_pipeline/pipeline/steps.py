@@ -204,8 +204,16 @@ def check_registers(la_code: str, run_id: str | None, params: Params) -> dict[st
     ages = {source: (today - load.as_of).days for source, load in loads.items()}
     ctx.record("registers_validated", {"register_rows": sizes, "register_age_days": ages,
                                        "stale_warnings": len(fresh.warnings)})
-    update_state(ctx.paths, register_sizes=sizes)
+    update_state(ctx.paths, register_sizes=sizes, register_versions=_register_versions(ctx))
     return {"la_code": la_code, **sizes}
+
+
+def _register_versions(ctx: RunContext) -> dict[str, str]:
+    """When each register was last replaced: the version of it this run validated."""
+    from cme_pipeline.store import register_loads_of
+
+    loads = register_loads_of(ctx.home.store(ctx.la_code), ctx.la_code)
+    return {source: load.loaded_at.isoformat() for source, load in sorted(loads.items())}
 
 
 def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
@@ -218,6 +226,12 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
 
     ctx = _context(la_code, run_id, params)
     settings, state = ctx.settings, ctx.state()
+    # An import (cme_registers, or the CLI) may have replaced a register since check_registers
+    # validated it: match only against what was validated; the delivery waits for the next run,
+    # which the import's Asset event starts.
+    if _register_versions(ctx) != state.get("register_versions"):
+        raise CmeError(f"LA {la_code}: a register was replaced during this run; "
+                       "the delivery waits for the next run")
     staged = minimise.load_staged(ctx.home, la_code, state["delivery_id"])
     registers = _registers(ctx)
     config = matching.LinkConfig(
