@@ -11,6 +11,7 @@ from cme_pipeline.evidence.certificate import CertificateFacts, issue_certificat
 from cme_pipeline.evidence.checkpoints import checkpoint
 from cme_pipeline.evidence.ledger import (
     EVENTS,
+    FOLLOW_UP_RUN_PREFIX,
     REGISTERS_RUN_PREFIX,
     REVIEW_RUN_PREFIX,
     EvidenceRefused,
@@ -22,6 +23,7 @@ from cme_pipeline.evidence.verify import VerifyReport, verify
 __all__ = [
     "EVENTS",
     "CertificateFacts",
+    "FOLLOW_UP_RUN_PREFIX",
     "REGISTERS_RUN_PREFIX",
     "REVIEW_RUN_PREFIX",
     "EvidenceRefused",
