@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from cme_pipeline.config import Settings
@@ -70,8 +71,11 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     """Render one run's DPO report and print its path."""
     from cme_pipeline.evidence import render_report
     from cme_pipeline.home import open_home
+    from cme_pipeline.la.follow_up import report_summary
 
-    sys.stdout.write(f"{render_report(settings, open_home(settings).keys, args.la, args.run)}\n")
+    home = open_home(settings)
+    summary = report_summary(home, args.la, dt.date.today())
+    sys.stdout.write(f"{render_report(settings, home.keys, args.la, args.run, summary)}\n")
     return 0
 
 

@@ -7,6 +7,8 @@ hold no personal data; every string is escaped anyway, since ids come from files
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,40 @@ SHREDDING = (
 )
 
 
+@dataclass(frozen=True)
+class FollowUpSummary:
+    """The officer's follow-up of the LA's retained children, for the DPO (counts and days only)."""
+
+    resolved_by_outcome: Mapping[str, int]  # outcome label -> children resolved
+    median_school_days: float | None
+    within_initial_check: int
+    initial_check_school_days: int
+    held_by_age: Mapping[str, int]  # age band label -> children still held
+    under_enquiry: int
+
+
+def _follow_up(summary: FollowUpSummary) -> str:
+    resolved = sum(summary.resolved_by_outcome.values())
+    rows = [_figure(f"follow_up:{label}", label, n) for label, n in summary.resolved_by_outcome.items()]
+    median = "none resolved yet" if summary.median_school_days is None else f"{summary.median_school_days:g}"
+    held = sum(summary.held_by_age.values())
+    return "\n".join([
+        "<h2>Follow-up of retained children (all runs, as this report was drawn)</h2>",
+        "<p>When the CME officer finds out where a retained child is, the child's record is deleted at once "
+        "(or, for a child confirmed missing education, only what the CME register needs is moved into it and "
+        "the rest deleted). School days are weekdays; holidays are not counted out.</p><table>",
+        _figure("follow_up_resolved", "Children resolved", resolved), *rows,
+        _figure("follow_up_median_days", "Median school days from retained to resolved", median),
+        _figure("follow_up_within_initial_check",
+                f"Resolved within {summary.initial_check_school_days} school days (initial checks expected)",
+                f"{summary.within_initial_check} of {resolved}"),
+        _figure("follow_up_held", "Children still held", held),
+        *(_figure(f"follow_up_held:{label}", f"   held {label}", n) for label, n in summary.held_by_age.items()),
+        _figure("follow_up_under_enquiry", "   of which noted still under enquiry", summary.under_enquiry),
+        "</table>",
+    ])
+
+
 def _facts(entries: list[dict[str, Any]], event: str) -> dict[str, Any]:
     for entry in reversed(entries):
         if entry.get("event") == event:
@@ -53,7 +89,9 @@ def _figure(name: str, label: str, value: Any) -> str:
     return f'<tr><th>{escape(label)}</th><td class="n" data-figure="{escape(name)}">{shown}</td></tr>'
 
 
-def render_report(settings: Settings, keys: KeyStore, la_code: str, run_id: str) -> Path:
+def render_report(
+    settings: Settings, keys: KeyStore, la_code: str, run_id: str, follow_up: FollowUpSummary | None = None,
+) -> Path:
     """Write the DPO report of one run and LA from the ledger and certificate; return its path.
 
     Args:
@@ -61,6 +99,7 @@ def render_report(settings: Settings, keys: KeyStore, la_code: str, run_id: str)
         keys: the key store holding the LA's evidence verification key.
         la_code: the LA.
         run_id: the Airflow run id.
+        follow_up: the LA's follow-up figures as the report is drawn (counts and days only).
 
     Raises:
         CmeError: the ledger holds nothing for this run.
@@ -78,6 +117,7 @@ def render_report(settings: Settings, keys: KeyStore, la_code: str, run_id: str)
         _verification(status.ok, status.problems),
         _outcome(settings, entries, certificate),
         _validations(entries, certificate),
+        _follow_up(follow_up) if follow_up is not None else "",
         _ledger(entries),
     ])
     page = (

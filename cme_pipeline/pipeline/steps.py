@@ -344,6 +344,7 @@ def evidence(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
     from cme_pipeline import evidence as proof
     from cme_pipeline.crypto import destroy_prekey
     from cme_pipeline.durable import shred_file
+    from cme_pipeline.la import follow_up
 
     ctx = _context(la_code, run_id, params)
     settings, keys, state = ctx.settings, ctx.home.keys, ctx.state()
@@ -371,7 +372,8 @@ def evidence(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
     shred_file(settings.inbox(la_code) / state["delivery_file"])
     _shred_scratch(ctx)
     ctx.record("run_completed", {"certificate": certificate.name})
-    report = proof.render_report(settings, keys, la_code, ctx.run_id)
+    report = proof.render_report(settings, keys, la_code, ctx.run_id,
+                                 follow_up.report_summary(ctx.home, la_code, dt.date.today()))
     ctx.checkpoint()
     update_state(ctx.paths, completed=True, report=str(report), certificate=str(certificate))
     return {"la_code": la_code, "completed": True}

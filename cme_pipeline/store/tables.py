@@ -108,6 +108,35 @@ retained = sa.Table(
 )
 sa.Index("ix_retained_expiry", retained.c.la_code, retained.c.retention_expiry)
 
+# The officer's latest note on a child still held ("still under enquiry", and when): part of the
+# child's record, so it goes with the retained row (purge, resolution, review) by cascade.
+follow_up_notes = sa.Table(
+    "follow_up_notes",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("delivery_id", sa.String(64), primary_key=True),
+    sa.Column("health_record_id", sa.String(16), primary_key=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("recorded_on", sa.Date, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["la_code", "delivery_id", "health_record_id"],
+        ["retained.la_code", "retained.delivery_id", "retained.health_record_id"],
+        ondelete="CASCADE",
+    ),
+)
+
+# One row per resolved child, for the follow-up figures: outcome and dates only. Nothing links it
+# to the child: not the delivery, not the row, so it outlives the child's deleted record.
+follow_up_resolutions = sa.Table(
+    "follow_up_resolutions",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("resolution_id", sa.String(32), primary_key=True),  # random
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("retained_on", sa.Date, nullable=False),
+    sa.Column("resolved_on", sa.Date, nullable=False),
+)
+
 retained_keys = sa.Table(
     "retained_keys",
     metadata,

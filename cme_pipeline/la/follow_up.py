@@ -1,0 +1,234 @@
+"""The CME officer's follow-up of retained children: what each enquiry found, and what it deletes.
+
+A retained child is held only until the officer knows where they are. Each finding is one of
+``OUTCOMES``; every one that says the child is in education, or not ours to follow, deletes the
+child's record at once, under the same rules as a run (row deleted, retained key rotated, so the
+ciphertext left in pages or WAL is unreadable). ``added_to_cme`` moves only what the CME
+register holds (names, date of birth, sex, address, postcode) into it, with today's referral
+date, and deletes the rest (NHS number, GP practice, registration). ``under_enquiry`` keeps the
+child and notes the day. All decisions of a batch apply in one transaction or none do.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import secrets
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cme_pipeline.errors import UsageError
+from cme_pipeline.evidence.report import FollowUpSummary
+from cme_pipeline.home import Home
+from cme_pipeline.schemas import HEALTH_ADDRESS_LINES
+from cme_pipeline.store import follow_up as fstore
+from cme_pipeline.store import retained as rstore
+from cme_pipeline.store import staging as sstore
+
+# code -> what the officer found (wording for the officer, the DPO report and the ledger's reader)
+OUTCOMES: dict[str, str] = {
+    "school_wales": "found at a school in Wales",
+    "school_england": "found at a school in England",
+    "independent_school": "found at an independent school",
+    "ehe_notified": "electively home educated (notified)",
+    "moved_out_of_wales": "moved out of Wales",
+    "not_resident": "GP registration out of date / child not resident",
+    "added_to_cme": "confirmed missing education, added to the CME register",
+    "under_enquiry": "still under enquiry",
+}
+KEEPS = frozenset({"under_enquiry"})  # the child stays held
+DECISION_COLUMNS = ("ref", "outcome")
+# Welsh Government guidance expects initial checks within 20 school days.
+INITIAL_CHECK_SCHOOL_DAYS = 20
+AGE_BANDS = ((0, 20, "up to 20 school days"), (21, 40, "21 to 40 school days"), (41, 10**6, "more than 40 school days"))
+
+
+def ref_of(delivery_id: str, health_record_id: str) -> str:
+    """The officer's reference for a retained child: delivery and row, never a personal value."""
+    return f"{delivery_id}/{health_record_id}"
+
+
+def _split(ref: str) -> tuple[str, str]:
+    delivery_id, _, record_id = ref.strip().rpartition("/")
+    return delivery_id, record_id
+
+
+def read_decisions(path: Path) -> list[tuple[str, str]]:
+    """A decisions CSV (``ref,outcome``), one row per child; rows as (ref, outcome) text.
+
+    Raises:
+        UsageError: unreadable, or not exactly the columns ``ref,outcome``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        raise UsageError(f"{path.name} is not a readable UTF-8 CSV of ref,outcome") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows or tuple(c.strip().lower() for c in rows[0]) != DECISION_COLUMNS:
+        raise UsageError(f"{path.name}: the columns must be exactly ref,outcome")
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != 2:
+            raise UsageError(f"{path.name} row {i}: expected 2 cells (ref, outcome), found {len(row)}")
+    return [(r[0].strip(), r[1].strip().lower()) for r in rows[1:]]
+
+
+@dataclass(frozen=True)
+class FollowUpResult:
+    """What a batch of decisions did (counts only)."""
+
+    by_outcome: dict[str, int]
+    deleted: int  # records deleted outright
+    added_to_cme: int  # moved to the CME register (the rest deleted)
+    under_enquiry: int  # still held, noted
+
+
+def _validated(decisions: list[tuple[str, str]], held: dict[tuple[str, str], dt.date]) -> list[tuple[tuple[str, str], str]]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for i, (ref, outcome) in enumerate(decisions, start=1):
+        if outcome not in OUTCOMES:
+            raise UsageError(f"decision {i}: outcome must be one of {', '.join(OUTCOMES)}")
+        key = _split(ref)
+        if key not in held:
+            raise UsageError(f"decision {i}: ref is not a child currently held (see cme retained list)")
+        if key in seen:
+            raise UsageError(f"decision {i}: ref repeats an earlier decision")
+        seen.add(key)
+        out.append((key, outcome))
+    return out
+
+
+def resolve(home: Home, la_code: str, decisions: list[tuple[str, str]], today: dt.date) -> FollowUpResult:
+    """Apply the officer's findings in one transaction; none is applied if any is wrong.
+
+    Args:
+        home: the LA's services.
+        la_code: the LA's ONS code.
+        decisions: (ref, outcome code) pairs; ``ref`` as ``ref_of`` writes it.
+        today: the day of the findings.
+
+    Raises:
+        UsageError: an unknown outcome, a ref not held, or a repeated ref (the message gives the
+            decision's number, never a value of the child).
+    """
+    if not decisions:
+        raise UsageError("no decisions given")
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        held = fstore.live_children(conn, la_code, today)
+    chosen = _validated(decisions, held)
+    moving = [key for key, outcome in chosen if outcome == "added_to_cme"]
+    cme_rows = _cme_records(home, la_code, moving, today)
+    with engine.begin() as conn:
+        # Re-checked inside the transaction: a purge or another officer may have got there first.
+        live = fstore.live_children(conn, la_code, today)
+        if any(key not in live for key, _ in chosen):
+            raise UsageError("a child in the decisions is no longer held (purged or resolved meanwhile); nothing applied")
+        gone = [key for key, outcome in chosen if outcome not in KEEPS]
+        fstore.add_register_records(conn, la_code, "cme", cme_rows)
+        rstore.delete_retained_keys(conn, la_code, gone)
+        fstore.set_notes(conn, la_code, [k for k, o in chosen if o in KEEPS], "under_enquiry", today)
+        fstore.record_resolutions(conn, la_code, [(o, held[k]) for k, o in chosen if o not in KEEPS], today)
+    sstore.release_deleted_space(engine)
+    if rstore.finish_shredding(engine, home.keys, la_code) is not None:
+        sstore.release_deleted_space(engine)
+    counts = Counter(o for _, o in chosen)
+    return FollowUpResult(dict(sorted(counts.items())), deleted=len(gone) - len(moving),
+                          added_to_cme=len(moving), under_enquiry=counts.get("under_enquiry", 0))
+
+
+def _cme_records(home: Home, la_code: str, keys: list[tuple[str, str]], today: dt.date) -> list[dict[str, object]]:
+    """The CME register's fields of the children being added, from their decrypted records."""
+    if not keys:
+        return []
+    from cme_pipeline.la.minimise import read_retained
+
+    frame = read_retained(home, la_code, today=today)
+    wanted = set(keys)
+    rows = []
+    for r in frame.to_dict("records"):
+        if (r["delivery_id"], r["health_record_id"]) not in wanted:
+            continue
+        address = ", ".join(str(r[c]) for c in HEALTH_ADDRESS_LINES if r.get(c))
+        rows.append({
+            "record_id": f"CME-{today:%Y%m%d}-{secrets.token_hex(4)}",  # a new case reference
+            "forename": r["forename"] or None, "middle_names": r["middle_names"] or None,
+            "surname": r["surname"] or None, "dob": dt.date.fromisoformat(str(r["dob"])),
+            "sex": r["sex"] or None, "address": address or None, "postcode": r["postcode"] or None,
+            "referral_date": today,
+        })
+    return rows
+
+
+def school_days(start: dt.date, end: dt.date) -> int:
+    """Weekdays after ``start`` up to and including ``end`` (holidays are not known here)."""
+    return int(np.busday_count(start + dt.timedelta(days=1), end + dt.timedelta(days=1))) if end > start else 0
+
+
+@dataclass(frozen=True)
+class FollowUpFigures:
+    """The DPO's view of follow-up: counts and days only."""
+
+    resolved_by_outcome: dict[str, int]
+    resolved: int
+    median_school_days: float | None  # from retained to resolved, over every resolution
+    within_initial_check: int  # resolved within INITIAL_CHECK_SCHOOL_DAYS school days
+    held_by_age: dict[str, int] = field(default_factory=dict)  # children still held, by school days held
+    under_enquiry: int = 0  # of those, noted as still under enquiry
+
+
+def figures(home: Home, la_code: str, today: dt.date) -> FollowUpFigures:
+    """Resolved children by outcome, how quickly, and how long the rest have been held."""
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        done = fstore.resolutions(conn, la_code)
+        held = fstore.live_children(conn, la_code, today)
+        notes = fstore.notes_of(conn, la_code)
+    days = [school_days(a, b) for _, a, b in done]
+    ages: Counter[str] = Counter()
+    for retained_on in held.values():
+        age = school_days(retained_on, today)
+        ages[next(label for low, high, label in AGE_BANDS if low <= age <= high)] += 1
+    return FollowUpFigures(
+        resolved_by_outcome=dict(sorted(Counter(o for o, _, _ in done).items())),
+        resolved=len(done),
+        median_school_days=float(statistics.median(days)) if days else None,
+        within_initial_check=sum(1 for d in days if d <= INITIAL_CHECK_SCHOOL_DAYS),
+        held_by_age={label: ages.get(label, 0) for _, _, label in AGE_BANDS},
+        under_enquiry=sum(1 for k in held if notes.get(k, ("",))[0] == "under_enquiry"),
+    )
+
+
+def notes_frame(home: Home, la_code: str) -> pd.DataFrame:
+    """``ref``, ``follow_up`` and ``follow_up_on`` of every noted child, for the retained list."""
+    with home.store(la_code).connect() as conn:
+        notes = fstore.notes_of(conn, la_code)
+    return pd.DataFrame(
+        [{"ref": ref_of(d, r), "follow_up": o, "follow_up_on": on.isoformat()} for (d, r), (o, on) in notes.items()],
+        columns=["ref", "follow_up", "follow_up_on"],
+    )
+
+
+def note_of(home: Home, la_code: str, delivery_id: str, health_record_id: str) -> tuple[str, dt.date] | None:
+    """The officer's latest note on one held child (outcome code, day), if any."""
+    with home.store(la_code).connect() as conn:
+        return fstore.notes_of(conn, la_code).get((delivery_id, health_record_id))
+
+
+def report_summary(home: Home, la_code: str, today: dt.date) -> FollowUpSummary:
+    """The follow-up figures as the DPO report shows them (outcome labels, counts, days)."""
+    f = figures(home, la_code, today)
+    return FollowUpSummary(
+        resolved_by_outcome={OUTCOMES[o]: n for o, n in f.resolved_by_outcome.items()},
+        median_school_days=f.median_school_days,
+        within_initial_check=f.within_initial_check,
+        initial_check_school_days=INITIAL_CHECK_SCHOOL_DAYS,
+        held_by_age=f.held_by_age,
+        under_enquiry=f.under_enquiry,
+    )

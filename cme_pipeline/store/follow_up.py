@@ -1,0 +1,75 @@
+"""The officer's follow-up of retained children: notes on children still held, resolutions kept
+for the figures (outcome and dates only), and children added to the CME register."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from cme_pipeline.store.tables import (
+    REGISTER_TABLES,
+    deliveries,
+    follow_up_notes,
+    follow_up_resolutions,
+    retained,
+)
+
+
+def live_children(conn: Connection, la_code: str, live_on: dt.date) -> dict[tuple[str, str], dt.date]:
+    """``(delivery_id, health_record_id)`` of every child held on ``live_on`` -> the day retained."""
+    query = (
+        sa.select(retained.c.delivery_id, retained.c.health_record_id, deliveries.c.staged_at)
+        .select_from(retained.outerjoin(deliveries, sa.and_(
+            deliveries.c.la_code == retained.c.la_code, deliveries.c.delivery_id == retained.c.delivery_id)))
+        .where(retained.c.la_code == la_code, retained.c.retention_expiry > live_on)
+    )
+    out = {}
+    for delivery_id, record_id, staged_at in conn.execute(query):
+        out[(str(delivery_id), str(record_id))] = staged_at.date() if staged_at is not None else live_on
+    return out
+
+
+def set_notes(conn: Connection, la_code: str, notes: Iterable[tuple[str, str]], outcome: str, on: dt.date) -> None:
+    """Record ``outcome`` as the latest note on each ``(delivery_id, health_record_id)``."""
+    t = follow_up_notes
+    for delivery_id, record_id in notes:
+        key = (t.c.la_code == la_code, t.c.delivery_id == delivery_id, t.c.health_record_id == record_id)
+        conn.execute(sa.delete(t).where(*key))
+        conn.execute(sa.insert(t).values(la_code=la_code, delivery_id=delivery_id, health_record_id=record_id,
+                                         outcome=outcome, recorded_on=on))
+
+
+def notes_of(conn: Connection, la_code: str) -> dict[tuple[str, str], tuple[str, dt.date]]:
+    """Every note on a child still held: ``(delivery_id, health_record_id)`` -> (outcome, day)."""
+    t = follow_up_notes
+    rows = conn.execute(sa.select(t.c.delivery_id, t.c.health_record_id, t.c.outcome, t.c.recorded_on)
+                        .where(t.c.la_code == la_code))
+    return {(str(d), str(r)): (str(o), on) for d, r, o, on in rows}
+
+
+def record_resolutions(conn: Connection, la_code: str, resolved: Iterable[tuple[str, dt.date]], on: dt.date) -> None:
+    """Keep one row per resolved child: its outcome, the day it was retained and the day resolved."""
+    rows = [{"la_code": la_code, "resolution_id": secrets.token_hex(8), "outcome": outcome,
+             "retained_on": retained_on, "resolved_on": on} for outcome, retained_on in resolved]
+    if rows:
+        conn.execute(sa.insert(follow_up_resolutions), rows)
+
+
+def resolutions(conn: Connection, la_code: str) -> list[tuple[str, dt.date, dt.date]]:
+    """Every resolution of the LA: (outcome, retained on, resolved on)."""
+    t = follow_up_resolutions
+    rows = conn.execute(sa.select(t.c.outcome, t.c.retained_on, t.c.resolved_on).where(t.c.la_code == la_code))
+    return [(str(o), a, b) for o, a, b in rows]
+
+
+def add_register_records(conn: Connection, la_code: str, source: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Append records to one of the LA's registers (the CME register, when a child is added to it)."""
+    batch = [{"la_code": la_code, **dict(r)} for r in rows]
+    if batch:
+        conn.execute(sa.insert(REGISTER_TABLES[source]), batch)
+    return len(batch)
