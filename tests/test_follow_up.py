@@ -166,3 +166,41 @@ def test_a_bad_decision_applies_none(
     assert message in err and refs[0] not in err
     assert _blobs(minimised) == before
     assert not [e for e in ledger.read_entries(minimised, MIN_LA) if e["event"] == "follow_up_recorded"]
+
+
+def test_end_to_end_a_run_then_every_finding_then_evidence_and_the_report(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cme_pipeline.runs import RunPaths, read_state
+    from cme_pipeline.simulate.wales import simulate_to_home
+
+    monkeypatch.setenv("CME_HOME", str(settings.home))
+    la = "W06000023"  # Powys
+    simulate_to_home(settings, [la], children=500, seed=8)
+    home = ["--home", str(settings.home)]
+    assert main([*home, "run", "--la", la]) == 0
+    held = m.read_retained(open_home(settings), la)
+    chosen = held[held["outcome"] == "unmatched"].iloc[: len(OUTCOMES)]
+    assert len(chosen) == len(OUTCOMES)
+    path = tmp_path / "findings.csv"
+    path.write_text("ref,outcome\n" + "".join(
+        f"{follow_up.ref_of(d, r)},{o}\n" for d, r, o in zip(chosen["delivery_id"], chosen["health_record_id"],
+                                                             OUTCOMES, strict=True)), encoding="utf-8")
+    assert main([*home, "retained", "resolve", "--la", la, "--decisions", str(path)]) == 0
+    resolved = chosen[[o != "under_enquiry" for o in OUTCOMES]]
+    # A resolved child's NHS number, or name with date of birth, is nowhere on the LA side in plain.
+    needles = [str(n).encode() for n in resolved["nhs_number"]]
+    needles += [f"{f},{s}".encode() for f, s in zip(resolved["forename"], resolved["surname"], strict=True)]
+    for p in _files(settings):
+        if settings.partner_dir in p.parents:  # the simulated partner's side, not the LA's
+            continue
+        data = p.read_bytes()
+        assert not [n for n in needles if n in data], p
+    assert main([*home, "evidence", "verify", "--la", la]) == 0
+    run_id = next(iter({r for r in held["run_id"]}))
+    capsys.readouterr()
+    assert main([*home, "evidence", "report", "--la", la, "--run", run_id]) == 0
+    report = Path(capsys.readouterr().out.strip()).read_text()
+    assert 'data-figure="follow_up_resolved">7<' in report
+    assert 'data-figure="follow_up:confirmed missing education, added to the CME register">1<' in report
+    assert read_state(RunPaths(settings, la, run_id))["completed"]
