@@ -69,3 +69,7 @@ def checkpoint(settings: Settings, keys: KeyStore, la_code: str) -> None:
         pem = files.public_key_file(settings, la_code)
         if not pem.exists():
             durable.write_atomic(pem, signing.public_key_pem(keys, la_code))
+        # The NHS partner's witness cosigns every checkpoint: a receipt request goes out now.
+        from cme_pipeline.evidence.witness import send_requests
+
+        send_requests(settings, keys, la_code)
