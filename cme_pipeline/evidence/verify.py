@@ -11,7 +11,7 @@ from cme_pipeline.config import Settings
 from cme_pipeline.crypto import KeyStore, signing
 from cme_pipeline.errors import CmeError
 from cme_pipeline.evidence import certificate as cert
-from cme_pipeline.evidence import files
+from cme_pipeline.evidence import files, witness
 from cme_pipeline.evidence.chain import check_chain
 from cme_pipeline.runs import run_key
 
@@ -183,6 +183,9 @@ def verify(
         ledgers[code] = chain.entries
         report.problems += chain.problems
         report.notes += chain.notes
+        witnessed = witness.check_witness(settings, keys, code, chain.entries)  # the NHS partner's cosignatures
+        report.problems += witnessed.problems
+        report.notes += witnessed.notes
         problems, count = check_certificates(settings, keys, code, chain.entries, run_id)
         report.problems += problems
         report.las += 1
