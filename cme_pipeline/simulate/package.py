@@ -12,6 +12,7 @@ from cme_pipeline.crypto import DELIVERY_SUFFIX, PARTNER_SIGNING_KEY, seal_deliv
 from cme_pipeline.durable import write_atomic
 from cme_pipeline.schemas import EXTRACT_SCHEMA_VERSION
 from cme_pipeline.simulate.partner import connect_la, partner_keys, take_prekey
+from cme_pipeline.simulate.receipts import record_packaged
 
 
 def count_records(plaintext: bytes) -> int:
@@ -70,4 +71,5 @@ def package_extract(
     )
     final = settings.inbox(la_code) / f"{manifest.delivery_id}{DELIVERY_SUFFIX}"
     write_atomic(final, blob)  # under a dot-name first: the inbox never shows half a delivery
+    record_packaged(settings, la_code, manifest.delivery_id, manifest.extract_date)  # a receipt is due
     return final

@@ -61,6 +61,14 @@ def _pinned(settings: Settings, la_code: str) -> bytes | None:
     return base64.b64decode(pinned) if pinned else None
 
 
+def pinned_la_key(settings: Settings, la_code: str) -> bytes | None:
+    """The LA's evidence key the partner pinned from its first prekey bundle (None before that).
+
+    The same key signs the LA's checkpoints and certificates: the witness checks them with it.
+    """
+    return _pinned(settings, la_code)
+
+
 def import_bundle(settings: Settings, raw: bytes) -> tuple[str, int]:
     """Verify an LA's prekey bundle against its pinned key and add its prekeys; return (LA, count).
 
@@ -113,10 +121,11 @@ def partner_keys(settings: Settings) -> KeyStore:
 
 
 def connect_la(settings: Settings, la_code: str, minimum: int = 1, batch: int = DEFAULT_BATCH) -> None:
-    """Embedded set-up: the LA pins the partner's key and publishes prekeys when the partner is short.
+    """Embedded set-up: the LA pins the partner's keys and publishes prekeys when the partner is short.
 
     Both sides live in one home in the simulation; this is what the LA and the partner would
-    each do by hand (``cme keys publish``, ``cme partner import-prekeys``).
+    each do by hand (``cme keys publish``, ``cme partner import-prekeys``, ``cme keys pin-partner``
+    and ``cme keys pin-witness``).
 
     Args:
         settings: the home.
@@ -125,8 +134,12 @@ def connect_la(settings: Settings, la_code: str, minimum: int = 1, batch: int = 
             at first contact, when the partner has never held a prekey of the LA).
         batch: how many to publish then (at least ``minimum``).
     """
+    from cme_pipeline.evidence.witness import pin_witness_key
+    from cme_pipeline.simulate.witness import witness_public_key
+
     la_keys = open_home(settings).keys
     pin_partner_key(la_keys, partner_keys(settings).public_key(PARTNER_SIGNING_KEY))
+    pin_witness_key(la_keys, witness_public_key(settings))  # the partner witnesses the LA's checkpoints
     inventory = _read(settings, la_code)["prekeys"]
     short = max(minimum - sum(1 for p in inventory if not p["used"]), 0 if inventory else 1)
     if short > 0:
