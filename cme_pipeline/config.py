@@ -59,6 +59,9 @@ class Settings:
     register_warn_days: int = DEFAULT_REGISTER_WARN_DAYS
     register_max_days: int = DEFAULT_REGISTER_MAX_DAYS
     keystore: str = ""  # CME_KEYSTORE; "" means the default, ``file:<home>.keys``
+    # CME_EVIDENCE_PINS: LA code -> the fingerprint or PEM file of its verification key, kept
+    # outside the home by the DPO; `cme evidence verify` trusts only these where given.
+    evidence_pins: tuple[tuple[str, str], ...] = ()
 
     # -- layout (DESIGN.md §7) -------------------------------------------------------------
     @property
@@ -170,8 +173,15 @@ def load_settings(
         if keys_dir == home_path or home_path in keys_dir.parents:
             raise ConfigError("CME_KEYSTORE must not be inside CME_HOME: a backup of the home would keep the keys")
         keystore = f"file:{keys_dir}"
+    pins = tuple(
+        (la.strip(), value.strip())
+        for la, _, value in (part.partition("=") for part in (env.get("CME_EVIDENCE_PINS") or "").split(";") if part.strip())
+    )
+    if any(not la or not value for la, value in pins):
+        raise ConfigError("CME_EVIDENCE_PINS must be LA=FINGERPRINT_OR_PEM_FILE entries separated by ;")
     return Settings(
         home=home_path,
+        evidence_pins=pins,
         database_url=urls["CME_DATABASE_URL"],
         airflow_database_url=urls["CME_AIRFLOW_DATABASE_URL"],
         keystore=keystore,

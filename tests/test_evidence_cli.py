@@ -18,7 +18,7 @@ RUN = "manual__2026-10-02T09:00:00+00:00"
 def test_verify_ok_exits_zero_with_a_summary(two_runs: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--home", str(two_runs.home), "evidence", "verify"]) == 0
     out = capsys.readouterr()
-    assert "evidence OK (all runs): 1 LAs, 18 ledger entries, 2 signed checkpoints, 2 certificates" in out.out
+    assert "evidence OK (all runs): 1 LAs, 22 ledger entries, 2 signed checkpoints, 2 certificates" in out.out
     assert out.err == ""
 
 
@@ -27,8 +27,8 @@ def test_verify_problems_go_to_stderr_and_exit_one(two_runs: Settings, capsys: p
     ledger.write_bytes(b"\n".join(ledger.read_bytes().splitlines()[:-1]) + b"\n")
     assert main(["--home", str(two_runs.home), "evidence", "verify", "--run", RUN]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert f"{LA} ledger truncated: checkpoint 2 says 18 entries, found 17" in err
-    assert err[-1].startswith("cme evidence verify: 1 problem(s) found")
+    assert f"{LA} ledger truncated: checkpoint 2 says 22 entries, found 21" in err
+    assert err[-1].startswith("cme evidence verify: 2 problem(s) found")  # and the report it bound is unbound
 
 
 def test_public_key_is_pem_and_matches_the_exported_copy(two_runs: Settings, capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,7 +41,7 @@ def test_untouched_evidence_verifies(two_runs: Settings) -> None:
     report = proof.verify(two_runs, open_home(two_runs).keys)
     assert report.ok, report.problems
     assert (report.las, report.certificates, report.checkpoints) == (1, 2, 2)
-    assert report.entries == 18
+    assert report.entries == 22  # 9 per run, and each run binds its certificate and report
     assert "no Airflow history yet" in " ".join(report.notes)
 
 
@@ -77,12 +77,14 @@ def test_whole_chain_rewritten_is_caught_by_the_signed_checkpoint(two_runs: Sett
         rewritten.append(files.canonical(entry))
     _write(_ledger(two_runs), rewritten)
     problems = _problems(two_runs)
-    assert f"{LA} checkpoint 2: head hash does not match ledger entry 18 (ledger rewritten)" in problems
+    assert f"{LA} checkpoint 2: head hash does not match ledger entry 22 (ledger rewritten)" in problems
 
 
 def test_dropped_last_entry_is_truncation(two_runs: Settings) -> None:
     _write(_ledger(two_runs), _lines(_ledger(two_runs))[:-1])
-    assert f"{LA} ledger truncated: checkpoint 2 says 18 entries, found 17" in _problems(two_runs)
+    problems = _problems(two_runs)
+    assert f"{LA} ledger truncated: checkpoint 2 says 22 entries, found 21" in problems
+    assert any("reports/" in p and "not recorded in the ledger" in p for p in problems)  # the last entry bound it
 
 
 def test_deleted_middle_entry_is_named(two_runs: Settings) -> None:

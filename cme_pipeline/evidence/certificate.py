@@ -92,21 +92,36 @@ def issue_certificate(settings: Settings, keys: KeyStore, la_code: str, run_id: 
     with files.locked(settings, la_code):
         if path.exists():
             existing = read_certificate(path)
-            if existing.get("facts") == stated and existing.get("run_id") == run_id:
-                return path
-            raise CmeError(f"{la_code} run {run_id}: a certificate with different figures exists; not replacing it")
-        size, head_hash = tip(files.read_lines(files.ledger_file(settings, la_code)))
-        body: dict[str, Any] = {
-            "format": FORMAT,
-            "la_code": la_code,
-            "run_id": run_id,
-            "issued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "facts": stated,
-            "matched": facts.matched,
-            "ledger_size": size,
-            "ledger_head_hash": head_hash,
-            "key_id": signing.ensure_evidence_key(keys, la_code),
-        }
-        _, body["signature"] = signing.sign(keys, la_code, signed_payload(body))
-        durable.write_atomic(path, json.dumps(body, indent=1, sort_keys=True).encode() + b"\n")
+            if existing.get("facts") != stated or existing.get("run_id") != run_id:
+                raise CmeError(f"{la_code} run {run_id}: a certificate with different figures exists; not replacing it")
+        else:
+            _write(settings, keys, la_code, run_id, stated, facts.matched, path)
+    return _bound(settings, la_code, run_id, path)
+
+
+def _write(
+    settings: Settings, keys: KeyStore, la_code: str, run_id: str, stated: dict[str, Any], matched: int, path: Path,
+) -> None:
+    """Sign and write a new certificate against the ledger's current head (the caller holds the lock)."""
+    size, head_hash = tip(files.read_lines(files.ledger_file(settings, la_code)))
+    body: dict[str, Any] = {
+        "format": FORMAT,
+        "la_code": la_code,
+        "run_id": run_id,
+        "issued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "facts": stated,
+        "matched": matched,
+        "ledger_size": size,
+        "ledger_head_hash": head_hash,
+        "key_id": signing.ensure_evidence_key(keys, la_code),
+    }
+    _, body["signature"] = signing.sign(keys, la_code, signed_payload(body))
+    durable.write_atomic(path, json.dumps(body, indent=1, sort_keys=True).encode() + b"\n")
+
+
+def _bound(settings: Settings, la_code: str, run_id: str, path: Path) -> Path:
+    # Outside the ledger lock, which recording takes itself; idempotent for a retried task.
+    from cme_pipeline.evidence.artefacts import bind
+
+    bind(settings, la_code, run_id, path)
     return path

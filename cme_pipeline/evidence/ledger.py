@@ -24,7 +24,7 @@ EVENTS = frozenset({
     "delivery_received", "delivery_rejected", "delivery_validated", "registers_validated",
     "matched", "minimised", "key_destroyed", "retained", "retained_validated",
     "run_completed", "run_failed", "purged", "reviewed", "receiving_key_destroyed", "quarantine_expired",
-    "registers_imported", "registers_refused", "follow_up_recorded", "subject_access",
+    "registers_imported", "registers_refused", "follow_up_recorded", "artefact_written", "subject_access",
 })
 # Run ids of an analyst's action outside Airflow (applying review decisions, importing a register
 # from the command line, recording follow-up findings): the ledger's cross-check with Airflow's run history does not look for
@@ -52,7 +52,8 @@ def config_hash(settings: Settings) -> str:
     hold a password (a ``pkcs11:`` URI may hold the token's PIN).
     """
     fields = dataclasses.asdict(settings)
-    kept = {k: v for k, v in fields.items() if k not in ("home", "database_url", "airflow_database_url", "keystore")}
+    kept = {k: v for k, v in fields.items()
+            if k not in ("home", "database_url", "airflow_database_url", "keystore", "evidence_pins")}
     return files.sha256(files.canonical(kept))
 
 

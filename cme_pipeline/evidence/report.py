@@ -18,8 +18,8 @@ from cme_pipeline.areas import LA_NAMES
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import KeyStore
 from cme_pipeline.errors import CmeError
+from cme_pipeline.evidence import artefacts, charts, files
 from cme_pipeline.evidence import certificate as cert
-from cme_pipeline.evidence import charts, files
 from cme_pipeline.evidence.ledger import run_entries
 from cme_pipeline.evidence.verify import verify
 
@@ -127,6 +127,7 @@ def render_report(
     )
     target = files.report_file(settings, la_code, run_id)
     durable.write_atomic(target, page.encode())
+    artefacts.bind(settings, la_code, run_id, target)
     return target
 
 

@@ -3,7 +3,7 @@ ledger, and the ledger against Airflow's own run history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,7 +152,7 @@ def _check_one(
 
 def verify(
     settings: Settings, keys: KeyStore, run_id: str | None = None, la_codes: Iterable[str] | None = None,
-    *, airflow: bool = True, open_runs: frozenset[str] = frozenset(),
+    *, airflow: bool = True, open_runs: frozenset[str] = frozenset(), pins: Mapping[str, str] | None = None,
 ) -> VerifyReport:
     """Verify the evidence of every LA (or the given ones), optionally for one run.
 
@@ -164,7 +164,10 @@ def verify(
         la_codes: the LAs to check (default: every LA with evidence under the home).
         airflow: cross-check against Airflow's run history if its metadata DB exists.
         open_runs: runs known to be in progress (their last entries may await a checkpoint).
+        pins: LA code -> the fingerprint of its pinned verification key (kept outside the home).
     """
+    from cme_pipeline.evidence import artefacts
+
     report = VerifyReport()
     codes = sorted(la_codes) if la_codes is not None else evidence_las(settings)
     history = None
@@ -188,6 +191,8 @@ def verify(
         report.notes += witnessed.notes
         problems, count = check_certificates(settings, keys, code, chain.entries, run_id)
         report.problems += problems
+        report.problems += artefacts.check_artefacts(settings, code, chain.entries, run_id)
+        report.problems += artefacts.check_key(settings, keys, code, (pins or {}).get(code))
         report.las += 1
         report.entries += len(chain.entries)
         report.checkpoints += chain.checkpoints

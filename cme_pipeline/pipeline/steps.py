@@ -90,8 +90,10 @@ def _context(la_code: str, run_id: str | None, params: Params) -> RunContext:
 def _suites(ctx: RunContext, step: str, outcomes: list[Any]) -> None:
     """Keep PII-free suite outcomes (``quality.SuiteOutcome``) for the evidence report, per step."""
     from cme_pipeline import quality
+    from cme_pipeline.evidence.artefacts import bind
 
-    quality.write_results(ctx.settings, ctx.la_code, f"{ctx.run_id}#{step}", outcomes)
+    results = quality.write_results(ctx.settings, ctx.la_code, f"{ctx.run_id}#{step}", outcomes)
+    bind(ctx.settings, ctx.la_code, ctx.run_id, results)
     suites = dict(ctx.state().get("suites", {}))
     for outcome in outcomes:
         suites[f"{outcome.suite} ({outcome.subject})"] = bool(outcome.success)
