@@ -1,5 +1,6 @@
 """nhs_partner_simulator: the simulated NHS partnership delivers an encrypted, signed extract to
-each chosen LA's inbox (for the demo and tests), which triggers cme_matching."""
+each chosen LA's inbox (for the demo and tests), which triggers cme_matching; first its witness
+answers the LAs' receipt requests (cosigning the checkpoints of earlier runs)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,15 @@ def nhs_partner_simulator() -> None:
         assert params is not None
         return simulate_deliveries(params)
 
-    deliver()
+    @task(doc_md="The partner's witness answers the LAs' receipt requests (cosigns checkpoints that extend "
+                 "what it saw, refuses any other); returns cosignatures per LA.")
+    def witness(params: dict[str, object] | None = None) -> dict[str, int]:
+        from cme_pipeline.pipeline.simulation import witness_requests
+
+        assert params is not None
+        return witness_requests(params)
+
+    witness() >> deliver()
 
 
 nhs_partner_simulator()

@@ -1,4 +1,4 @@
-"""``cme keys``: the LA's one-time receiving keys and the partner's pinned key (LA side)."""
+"""``cme keys``: the LA's one-time receiving keys and the partner's pinned keys (LA side)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cme_pipeline.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``cme keys publish``, ``cme keys status`` and ``cme keys pin-partner``."""
+    """Add ``cme keys publish``, ``cme keys status``, ``cme keys pin-partner`` and ``cme keys pin-witness``."""
     p = sub.add_parser("keys", help="one-time receiving keys and pinned keys of an LA")
     actions = p.add_subparsers(dest="action", required=True)
     publish = actions.add_parser("publish", help="create a signed batch of one-time receiving keys for the partner")
@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pin = actions.add_parser("pin-partner", help="pin the NHS partner's public signing key (PEM file)")
     pin.add_argument("pem", type=Path, help="the partner's public key, as `cme partner public-key` prints it")
     pin.set_defaults(handler=run_pin)
+    witness = actions.add_parser("pin-witness", help="pin the NHS partner's witness key (PEM file): it cosigns the "
+                                                     "LA's checkpoints, and evidence verify checks them with it")
+    witness.add_argument("pem", type=Path, help="the witness's public key, as `cme partner public-key --witness` prints it")
+    witness.set_defaults(handler=run_pin_witness)
 
 
 def run_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,25 +60,45 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_pin(args: argparse.Namespace, settings: Settings) -> int:
-    """Pin the partner's key from a PEM file; refuse a different key once one is pinned."""
+def _ed25519_pem(pem: Path) -> bytes:
+    """The raw public key in a PEM file; a usage error naming the file if it is not Ed25519."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    try:
+        public = serialization.load_pem_public_key(pem.read_bytes())
+    except (OSError, ValueError):
+        raise UsageError(f"{pem.name} is not a readable PEM public key") from None
+    if not isinstance(public, Ed25519PublicKey):
+        raise UsageError(f"{pem.name} is not an Ed25519 public key")
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def run_pin(args: argparse.Namespace, settings: Settings) -> int:
+    """Pin the partner's key from a PEM file; refuse a different key once one is pinned."""
     from cme_pipeline.crypto import pin_partner_key
     from cme_pipeline.errors import KeyUnavailable
     from cme_pipeline.home import open_home
 
-    try:
-        public = serialization.load_pem_public_key(args.pem.read_bytes())
-    except (OSError, ValueError):
-        raise UsageError(f"{args.pem.name} is not a readable PEM public key") from None
-    if not isinstance(public, Ed25519PublicKey):
-        raise UsageError(f"{args.pem.name} is not an Ed25519 public key")
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = _ed25519_pem(args.pem)
     try:
         key_id = pin_partner_key(open_home(settings).keys, raw)
     except KeyUnavailable as exc:
         raise UsageError(str(exc)) from None
     sys.stdout.write(f"NHS partner signing key {key_id} pinned\n")
+    return 0
+
+
+def run_pin_witness(args: argparse.Namespace, settings: Settings) -> int:
+    """Pin the partner's witness key from a PEM file; refuse a different key once one is pinned."""
+    from cme_pipeline.errors import KeyUnavailable
+    from cme_pipeline.evidence.witness import pin_witness_key
+    from cme_pipeline.home import open_home
+
+    raw = _ed25519_pem(args.pem)
+    try:
+        key_id = pin_witness_key(open_home(settings).keys, raw)
+    except KeyUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(f"NHS partner witness key {key_id} pinned: every checkpoint from now on goes to the witness\n")
     return 0

@@ -1,4 +1,5 @@
-"""``cme partner``: act as the NHS partner: package extracts, import LAs' one-time keys."""
+"""``cme partner``: act as the NHS partner: package extracts, import LAs' one-time keys, witness
+the LAs' evidence and chase deletion receipts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from cme_pipeline.simulate.package import package_extract
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``cme partner package``."""
+    """Add ``cme partner package|import-prekeys|public-key|witness|receipts``."""
     partner = sub.add_parser("partner", help="act as the NHS partner")
     actions = partner.add_subparsers(dest="action", required=True)
     p = actions.add_parser("package", help="encrypt and sign a plaintext extract into an LA inbox")
@@ -29,7 +30,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("bundle", type=Path, help="the bundle `cme keys publish` wrote")
     imp.set_defaults(handler=run_import)
     pub = actions.add_parser("public-key", help="print the partner's public signing key (PEM) for LAs to pin")
+    pub.add_argument("--witness", action="store_true", help="the witness key instead (for `cme keys pin-witness`)")
     pub.set_defaults(handler=run_public_key)
+    wit = actions.add_parser("witness", help="answer the LAs' receipt requests: cosign each checkpoint that "
+                                             "extends what the witness saw, refuse any other")
+    wit.add_argument("--la", default="all", help="CODE[,CODE..] or all (default: all)")
+    wit.set_defaults(handler=run_witness)
+    rec = actions.add_parser("receipts", help="per delivery packaged for an LA: its deletion receipt, or overdue")
+    rec.add_argument("--la", required=True, help="the LA's ONS code")
+    rec.add_argument("--overdue-after", type=int, default=7, metavar="DAYS",
+                     help="days after packaging a receipt is due (default 7)")
+    rec.set_defaults(handler=run_receipts)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -73,14 +84,56 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_public_key(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the partner's public signing key as PEM."""
+    """Print the partner's public signing key (or its witness key) as PEM."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from cme_pipeline.simulate.partner import partner_keys
 
-    raw = partner_keys(settings).public_key(PARTNER_SIGNING_KEY)
+    if args.witness:
+        from cme_pipeline.simulate.witness import witness_public_key
+
+        raw = witness_public_key(settings)
+    else:
+        raw = partner_keys(settings).public_key(PARTNER_SIGNING_KEY)
     pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     sys.stdout.write(pem.decode())
+    return 0
+
+
+def run_witness(args: argparse.Namespace, settings: Settings) -> int:
+    """Answer every waiting receipt request; one line per request. Exit 0 even on refusals:
+    a refusal is the witness doing its job (it is written for the LA, whose verify reports it)."""
+    from cme_pipeline.simulate.witness import witness
+
+    codes = None if args.la == "all" else parse_la_codes(args.la)
+    answers = witness(settings, codes)
+    for answer in answers:
+        sys.stdout.write(f"{answer.line()}\n")
+    refused = sum(1 for a in answers if a.kind == "refusal")
+    sys.stdout.write(f"{len(answers) - refused} cosigned, {refused} refused\n" if answers
+                     else "no receipt request waiting\n")
+    return 0
+
+
+def run_receipts(args: argparse.Namespace, settings: Settings) -> int:
+    """List each delivery packaged for the LA with its receipt status; exit 0."""
+    from cme_pipeline.simulate.receipts import receipts
+
+    codes = parse_la_codes(args.la)
+    if len(codes) != 1:
+        raise UsageError("--la takes exactly one LA code")
+    if args.overdue_after < 0:
+        raise UsageError("--overdue-after must not be negative")
+    listed = receipts(settings, codes[0], overdue_after=args.overdue_after)
+    if not listed:
+        sys.stdout.write(f"{codes[0]}: no delivery packaged\n")
+        return 0
+    sys.stdout.write(f"{'delivery':<34} {'packaged':<10}  {'status':<8} detail\n")
+    for item in listed:
+        sys.stdout.write(f"{item.line()}\n")
+    overdue = sum(1 for i in listed if i.status == "overdue")
+    sys.stdout.write(f"{codes[0]}: {len(listed)} deliveries, {sum(1 for i in listed if i.status == 'deleted')} "
+                     f"with a deletion receipt, {overdue} overdue\n")
     return 0

@@ -79,6 +79,7 @@ def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -
         failed = {o.la_code for o in outcomes if o.status == "failed"}
         pending = [c for c in pending if c not in failed and waiting_deliveries(settings, c)]
     _print_summary(outcomes)
+    _print_receipt_requests(settings, codes)
     problems = [o for o in outcomes if o.status != "completed"]
     for o in problems:
         sys.stderr.write(f"cme run: {o.line()}\n")
@@ -122,6 +123,17 @@ def _print_summary(outcomes: list[LaOutcome]) -> None:
         )
         if o.report:
             out.write(f"{'':<10} report: {o.report}\n")
+
+
+def _print_receipt_requests(settings: Settings, codes: list[str]) -> None:
+    """How many checkpoints wait for the NHS partner's witness (nothing when none waits)."""
+    from cme_pipeline.evidence.witness import waiting_requests
+
+    waiting = {code: len(waiting_requests(settings, code)) for code in codes}
+    if sum(waiting.values()):
+        each = ", ".join(f"{code}: {n}" for code, n in waiting.items() if n)
+        sys.stdout.write(f"receipt requests waiting for the NHS partner's witness: {sum(waiting.values())} "
+                         f"({each}); the partner answers them with `cme partner witness`\n")
 
 
 class _Quiet(CmeError):

@@ -12,6 +12,7 @@ from cme_pipeline.errors import UsageError
 from cme_pipeline.progress import say
 from cme_pipeline.simulate import DEFAULT_SEED, NoiseConfig
 from cme_pipeline.simulate.wales import SimulationSummary, simulate_to_home
+from cme_pipeline.simulate.witness import witness_embedded
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.noise_scale < 0:
         raise UsageError("--noise-scale must not be negative")
     start = time.monotonic()
+    for answer in witness_embedded(settings, codes):  # receipt requests of earlier runs first
+        say(f"NHS partner witness: {answer.line()}")
 
     def report(s: SimulationSummary) -> None:
         say(

@@ -1,4 +1,5 @@
-"""The nhs_partner_simulator DAG's step: the simulated partner delivers to chosen LAs.
+"""The nhs_partner_simulator DAG's steps: the simulated partner witnesses the chosen LAs' evidence,
+then delivers to them.
 
 Partner-side by purpose, so it is the one pipeline module allowed to use ``cme_pipeline.simulate``.
 """
@@ -29,3 +30,16 @@ def simulate_deliveries(params: Mapping[str, Any]) -> dict[str, int]:
         seed=int(params.get("seed", DEFAULT_SEED)),
     )
     return {s.la_code: s.children for s in summaries}
+
+
+def witness_requests(params: Mapping[str, Any]) -> dict[str, int]:
+    """Answer the chosen LAs' waiting receipt requests (the partner's witness); cosigned per LA.
+
+    Args:
+        params: the DAG run's validated Params (la_codes).
+    """
+    from cme_pipeline.simulate.witness import witness_embedded
+
+    codes = parse_la_codes(",".join(params["la_codes"]))
+    answers = witness_embedded(load_settings(), codes)
+    return {code: sum(1 for a in answers if a.la_code == code and a.kind == "cosignature") for code in codes}
