@@ -198,7 +198,7 @@ def check_request(request: dict[str, Any], state: dict[str, Any], pinned: bytes)
                       f"were never shown to the witness")
     if len(lines) != size - base_size:
         raise Refused(f"the request holds {len(lines)} ledger lines for entries {base_size + 1}-{size}")
-    hashes = _walk(lines, base_size, str(base_hash), la_code)
+    hashes = _walk(lines, base_size, str(base_hash), la_code, saw)
     at_seen = hashes[seen_size - base_size]
     if at_seen != seen_head:
         raise Refused(f"{saw}; this request rewrites entry {seen_size} or one before it (its entry {seen_size} "
@@ -208,8 +208,12 @@ def check_request(request: dict[str, Any], state: dict[str, Any], pinned: bytes)
     return _receipts(request, lines, hashes, base_size, pinned)
 
 
-def _walk(lines: list[Any], base_size: int, base_hash: str, la_code: str) -> list[str]:
-    """Hashes of the chain from the base on (index 0: the base's head), every link checked."""
+def _walk(lines: list[Any], base_size: int, base_hash: str, la_code: str, saw: str) -> list[str]:
+    """Hashes of the chain from the base on (index 0: the base's head), every link checked.
+
+    A line that does not link names the entry before it: that entry (or one before it, whose
+    hash it covers) is not the one the chain had when the next was appended.
+    """
     hashes = [base_hash]
     for offset, line in enumerate(lines, start=1):
         position = base_size + offset
@@ -222,9 +226,10 @@ def _walk(lines: list[Any], base_size: int, base_hash: str, la_code: str) -> lis
         if entry.get("seq") != position or entry.get("la_code") != la_code:
             raise Refused(f"ledger line {position} holds entry {entry.get('seq')!s:.12} of LA {entry.get('la_code')!s:.12}")
         if entry.get("hash") != ledger.entry_hash(entry):
-            raise Refused(f"this request rewrites entry {position}: its hash does not recompute")
+            raise Refused(f"{saw}; this request rewrites entry {position} (its hash does not recompute)")
         if entry.get("prev_hash") != hashes[-1]:
-            raise Refused(f"this request rewrites entry {position - 1}: entry {position} does not link to it")
+            raise Refused(f"{saw}; this request rewrites entry {position - 1} or one before it (entry {position} "
+                          f"does not link to it)")
         hashes.append(str(entry["hash"]))
     return hashes
 
