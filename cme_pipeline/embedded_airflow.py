@@ -17,6 +17,11 @@ from typing import Any
 from cme_pipeline.config import Settings
 
 DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
+PLUGINS_FOLDER = DAGS_FOLDER.parent / "plugins"  # plugins/cme_pages.py: the DPO's, auditor's and analyst's pages
+# Airflow's SimpleAuthManager users of the embedded default, one per role (README, "The Airflow UI"):
+# the analyst triggers runs (Airflow's `user` role), the DPO and the auditor only read (`viewer`);
+# which CME page each may open is `cme_pipeline.ui.access`.
+SIMPLE_AUTH_MANAGER_USERS = "admin:admin,analyst:user,dpo:viewer,auditor:viewer"
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
@@ -28,6 +33,8 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     env = {
         "AIRFLOW_HOME": str(settings.airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": SIMPLE_AUTH_MANAGER_USERS,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.airflow_metadata_url(),
         # Rendered template fields and XComs must never hold personal data; we also keep them

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     env["PATH"] = os.pathsep.join([os.path.dirname(airflow), env.get("PATH", "")])
     sys.stdout.write(
         f"Starting Airflow on {settings.airflow_home}; the UI is at {base_url} "
-        f"(admin password in {settings.airflow_home / 'simple_auth_manager_passwords.json.generated'})\n"
+        f"(passwords of admin, analyst, dpo and auditor in "
+        f"{settings.airflow_home / 'simple_auth_manager_passwords.json.generated'}; the CME pages at {base_url}/cme/)\n"
     )
     sys.stdout.flush()
     os.execve(airflow, [airflow, "standalone"], env)
