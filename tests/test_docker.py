@@ -36,8 +36,10 @@ def test_airflow_settings_are_production_grade() -> None:
         # The Fernet key must come from the environment, and compose must refuse to start without it.
         assert env["AIRFLOW__CORE__FERNET_KEY"].startswith("${AIRFLOW__CORE__FERNET_KEY:?")
         assert "redis://" in env["AIRFLOW__CELERY__BROKER_URL"]
-        users = dict(u.split(":")[:2] for u in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
-        assert users["dpo"] == users["auditor"] == "viewer" and users["analyst"] == "user"
+        # A real auth manager (users and roles in the metadata DB), not the dev-only SimpleAuthManager.
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+        assert not [k for k in env if k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER")]
+        assert env["AIRFLOW__API__SECRET_KEY"].startswith("${AIRFLOW__API__SECRET_KEY:?")
         # Keys on their own volume, never inside the home a backup of the LA's files would copy.
         keys = env["CME_KEYSTORE"].removeprefix("file:")
         assert not keys.startswith(env["CME_HOME"].rstrip("/") + "/")
@@ -50,3 +52,27 @@ def test_image_extends_the_pinned_official_airflow() -> None:
     assert "--locked" in dockerfile
     pyproject = (DOCKER.parent / "pyproject.toml").read_text()
     assert '"apache-airflow==3.3.2"' in pyproject
+
+
+def test_init_creates_the_roles_the_cme_pages_ask_the_auth_manager_about() -> None:
+    import importlib.util
+
+    assert "python /opt/cme-pipeline/docker/fab_roles.py" in " ".join(_compose()["services"]["airflow-init"]["command"])
+    spec = importlib.util.spec_from_file_location("fab_roles", DOCKER / "fab_roles.py")
+    assert spec and spec.loader
+    fab_roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fab_roles)  # Airflow's FAB is imported only by main(), in the image
+    assert fab_roles.role_permissions() == {
+        "Analyst": [("can_read", "CME Analyst")],
+        "DPO": [("can_read", "CME DPO")],
+        "Auditor": [("can_read", "CME Auditor"), ("can_read", "CME DPO")],
+    }
+
+
+def test_image_installs_fab_pinned_and_hashed_and_finds_the_pages_plugin() -> None:
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir --no-deps --require-hashes -r /opt/cme-pipeline/docker/fab-requirements.txt" in dockerfile
+    assert "AIRFLOW__CORE__PLUGINS_FOLDER=/opt/cme-pipeline/plugins" in dockerfile
+    lines = [ln for ln in (DOCKER / "fab-requirements.txt").read_text().splitlines() if ln and ln[0].isalnum()]
+    assert "apache-airflow-providers-fab==3.10.2 \\" in lines
+    assert all("==" in ln and ln.endswith("\\") for ln in lines)  # every package pinned, each followed by its hashes
