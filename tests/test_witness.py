@@ -254,13 +254,21 @@ def test_verify_names_what_is_missing_waiting_forged_or_refused(connected: Setti
     report = _verify(settings)
     assert report.ok and _witness_notes(report) == [f"{LA}: checkpoint(s) 2-3 await the witness's answer "
                                                     f"(receipt request in la/{LA}/outbox/witness)"]
-    # A request withheld from the witness: it answers the later one, so the gap is a problem.
+    # A request withheld from the witness: the next one starts where the withheld one ended, so
+    # the witness refuses it, and the checkpoint it never saw is a problem too.
+    request_3 = json.loads(la_witness.request_file(settings, LA, 3).read_bytes())
+    assert request_3["base"]["size"] == checkpoints.read_checkpoints(settings, LA)[1]["size"]  # one line each
     la_witness.request_file(settings, LA, 2).unlink()
-    partner_witness.witness_embedded(settings, [LA])
-    size = checkpoints.read_checkpoints(settings, LA)[1]["size"]
+    (answer,) = partner_witness.witness_embedded(settings, [LA])
+    seen, size = (c["size"] for c in checkpoints.read_checkpoints(settings, LA)[:2])
+    assert answer.kind == "refusal" and f"entries {seen + 1}-{size} were never shown to the witness" in answer.detail
     assert _verify(settings).problems == [
+        f"{LA} checkpoint 3: the witness refused to cosign it: {answer.detail}",
         f"{LA} checkpoint 2 (ledger size {size}): never cosigned by the witness, though it answered checkpoint 3 "
         f"(request withheld, or its answer deleted)"]
+    # The LA's next request starts from what the witness cosigned, and is cosigned.
+    write_run(settings, "manual__2026-10-23T09:00:00+00:00")
+    assert [a.kind for a in partner_witness.witness_embedded(settings, [LA])] == ["cosignature"]
     # A cosignature edited to fit the ledger no longer verifies.
     path = la_witness.cosignatures_file(settings, LA)
     lines = [json.loads(line) for line in files.read_lines(path)]

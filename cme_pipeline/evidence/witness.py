@@ -5,8 +5,8 @@ home *and* its key store: such a person can cut children out of a run, rehash th
 re-sign every checkpoint and certificate. A witness outside the LA's control closes that. After
 each checkpoint the LA writes a *receipt request* for the partner (``la/<code>/outbox/witness/
 <n>.json``, n the checkpoint's number): the signed checkpoint, the ledger lines since the last
-checkpoint the witness cosigned, and the deletion certificates whose runs completed in those
-lines. The witness (partner side, ``simulate/witness.py``) checks the lines extend exactly what
+checkpoint the witness cosigned (or since the previous request, while that one still waits: the
+witness answers in order), and the deletion certificates whose runs completed in those lines. The witness (partner side, ``simulate/witness.py``) checks the lines extend exactly what
 it saw, signs a *cosignature* over ``{la_code, size, head_hash, time, witness_key_id}`` (or a
 signed *refusal*) and drops it in ``la/<code>/inbox/witness/``; the LA files every answer in
 ``evidence/cosignatures.jsonl``. ``check_witness`` (called by ``verify``) then holds the ledger
@@ -226,7 +226,7 @@ def _write_requests(settings: Settings, la_code: str, witness_public: bytes) -> 
     answers = [a for a in _read_stored(settings, la_code) if isinstance(a.get("n"), int)]
     known = {a["n"] for a in answers} | set(numbered(outbox_dir(settings, la_code)))
     todo = [c for c in checkpoints if c["n"] > max(known)] if known else checkpoints[-1:]
-    base_size, base_hash = _last_cosigned(answers, witness_public)
+    base_size, base_hash = _base(settings, la_code, answers, witness_public)
     lines = files.read_lines(files.ledger_file(settings, la_code))
     written = []
     for cp in todo:
@@ -243,7 +243,22 @@ def _write_requests(settings: Settings, la_code: str, witness_public: bytes) -> 
         }
         durable.write_atomic(request_file(settings, la_code, cp["n"]), files.canonical(request) + b"\n")
         written.append(cp["n"])
+        base_size, base_hash = cp["size"], str(cp.get("head_hash"))
     return written
+
+
+def _base(settings: Settings, la_code: str, answers: list[dict[str, Any]], witness_public: bytes) -> tuple[int, str]:
+    """Where a new request's lines start: the last checkpoint the witness cosigned or, while
+    requests still wait, the newest waiting one's checkpoint (the witness answers them in order,
+    so a backlog costs each line once, not once per request behind it)."""
+    size, head = _last_cosigned(answers, witness_public)
+    answered = {a.get("n") for a in answers}
+    waiting = [n for n in numbered(outbox_dir(settings, la_code)) if n not in answered]
+    before = _parse(request_file(settings, la_code, waiting[-1])) if waiting else None
+    cp = (before or {}).get("checkpoint")
+    if isinstance(cp, dict) and isinstance(cp.get("size"), int) and cp["size"] >= size:
+        return cp["size"], str(cp.get("head_hash"))
+    return size, head
 
 
 def _certificates(settings: Settings, la_code: str, lines: list[str]) -> list[dict[str, Any]]:
