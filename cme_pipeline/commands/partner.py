@@ -111,8 +111,8 @@ def run_witness(args: argparse.Namespace, settings: Settings) -> int:
     answers = witness(settings, codes)
     for answer in answers:
         sys.stdout.write(f"{answer.line()}\n")
-    refused = sum(1 for a in answers if a.kind == "refusal")
-    sys.stdout.write(f"{len(answers) - refused} cosigned, {refused} refused\n" if answers
+    kinds = [a.kind for a in answers]
+    sys.stdout.write(f"{kinds.count('cosignature')} cosigned, {kinds.count('refusal')} refused\n" if answers
                      else "no receipt request waiting\n")
     return 0
 
