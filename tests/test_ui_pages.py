@@ -13,6 +13,7 @@ Screenshots go to the test's temporary directory; with ``CME_UPDATE_SCREENSHOTS=
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -186,7 +187,7 @@ def test_no_page_shows_a_childs_nhs_number(server: Server) -> None:
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1500"):
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
                               options=options)
@@ -208,9 +209,16 @@ def _log_in(d: WebDriver, server: Server, user: str, next_path: str) -> None:
     wait.until(ec.presence_of_element_located((By.TAG_NAME, "footer")))
 
 
-def _shot(driver: WebDriver, server: Server, name: str) -> None:
+def _shot(driver: WebDriver, server: Server, name: str, *, whole_page: bool = True) -> None:
     path = server.shots / f"{name}.png"
-    assert driver.save_screenshot(str(path)), name
+    if whole_page:  # the page as tall as it is (Chromium's DevTools), no more and no less
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                                 "clip": clip})
+        path.write_bytes(base64.b64decode(shot["data"]))
+    else:
+        assert driver.save_screenshot(str(path)), name
     assert path.read_bytes().startswith(b"\x89PNG")
     if os.environ.get("CME_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -258,4 +266,4 @@ def test_the_analyst_sees_counts_only(server: Server, browser: WebDriver) -> Non
     d.switch_to.frame(frame)
     WebDriverWait(d, READY_WITHIN).until(lambda drv: drv.find_elements(By.TAG_NAME, "footer"))
     d.switch_to.default_content()
-    _shot(d, server, "analyst-in-airflow")
+    _shot(d, server, "analyst-in-airflow", whole_page=False)
