@@ -9,6 +9,7 @@ does that cross-check), with the DPO's pinned keys and the NHS partner's witness
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cme_pipeline.config import Settings
@@ -220,7 +221,7 @@ def _figures(f: RunFigures) -> str:
     return table(["", "figure"], rows, numeric=frozenset({1}))
 
 
-def _certificate(path: Any) -> str:
+def _certificate(path: Path) -> str:
     if not path.is_file():
         return '<p class="muted">No certificate was issued for this run.</p>'
     try:
