@@ -20,6 +20,9 @@ class Field:
     kind: Kind = "str"
     required: bool = False
     personal: bool = True  # whether the value identifies or describes a child
+    # Places the child (where they live, or near it): empty on a restricted record, and then not
+    # required even if ``required`` says so.
+    location: bool = False
 
 
 def names(fields: tuple[Field, ...]) -> tuple[str, ...]:
@@ -35,8 +38,8 @@ CANONICAL_PERSON_FIELDS: Final = (
     Field("surname"),
     Field("dob", "date"),
     Field("sex", "sex"),
-    Field("address"),
-    Field("postcode"),
+    Field("address", location=True),
+    Field("postcode", location=True),
 )
 CANONICAL_PERSON: Final = names(CANONICAL_PERSON_FIELDS)
 
@@ -49,18 +52,35 @@ HEALTH_EXTRACT_FIELDS: Final = (
     Field("former_surname"),
     Field("dob", "date", required=True),
     Field("sex", "sex", required=True),
-    Field("address_line1", required=True),
-    Field("address_line2"),
-    Field("address_line3"),
-    Field("address_line4"),
-    Field("postcode", required=True),
-    Field("gp_practice_code", required=True, personal=False),
+    Field("address_line1", required=True, location=True),
+    Field("address_line2", location=True),
+    Field("address_line3", location=True),
+    Field("address_line4", location=True),
+    Field("postcode", required=True, location=True),
+    # A practice serves a few square miles: for a restricted child it narrows down where they
+    # live, and matching never uses it, so the partner leaves it empty too.
+    Field("gp_practice_code", required=True, personal=False, location=True),
     Field("registration_date", "date", required=True, personal=False),
+    # The PDS sensitive ("S") flag: Y, or N/empty. It says something about the child's family
+    # (domestic abuse, an adoption), so it is personal data itself.
+    Field("restricted"),
 )
 HEALTH_EXTRACT: Final = names(HEALTH_EXTRACT_FIELDS)
+# Required on every record, except the location fields of a restricted one (HEALTH_LOCATION).
 HEALTH_REQUIRED: Final = tuple(f.name for f in HEALTH_EXTRACT_FIELDS if f.required)
+HEALTH_LOCATION: Final = tuple(f.name for f in HEALTH_EXTRACT_FIELDS if f.location)
 HEALTH_ADDRESS_LINES: Final = ("address_line1", "address_line2", "address_line3", "address_line4")
-EXTRACT_SCHEMA_VERSION: Final = "cme-health-extract/1"
+RESTRICTED: Final = "restricted"
+RESTRICTED_CODES: Final = ("Y", "N")  # or empty, which means N
+# Schema 2 added ``restricted`` (last, so a record sealed under schema 1 is a prefix of one).
+# Schema 1 deliveries are refused: they cannot say which children must not be placed.
+EXTRACT_SCHEMA_VERSION: Final = "cme-health-extract/2"
+FIELDS_ADDED_SINCE_SCHEMA_1: Final = (RESTRICTED,)
+
+
+def is_restricted(value: object) -> bool:
+    """Whether a ``restricted`` value marks the record restricted (exactly ``Y``)."""
+    return value == "Y"
 
 SEX_CODES: Final = ("M", "F", "U")
 
@@ -84,12 +104,12 @@ REGISTER_PERSON_FIELDS: Final = (
     Field("surname", required=True),
     Field("dob", "date", required=True),
     Field("sex", "sex"),
-    Field("address"),
-    Field("postcode"),
+    Field("address", location=True),
+    Field("postcode", location=True),
 )
 REGISTER_EXTRA_FIELDS: Final[dict[str, tuple[Field, ...]]] = {
     "school_census": (
-        Field("school_code", required=True, personal=False),
+        Field("school_code", required=True, personal=False, location=True),  # a school places a child
         Field("school_type", required=True, personal=False),
         Field("enrolment_status", required=True, personal=False),
     ),
@@ -111,6 +131,16 @@ def register_fields(source: str) -> tuple[Field, ...]:
 def register_columns(source: str) -> tuple[str, ...]:
     """The column names of one register (as loaded from the LA database, without ``la_code``)."""
     return names(register_fields(source))
+
+
+# Every column, in any contract, that places a child or narrows down where they live: what no
+# output may show of a restricted child.
+PLACING_COLUMNS: Final = frozenset(
+    f.name
+    for f in (*CANONICAL_PERSON_FIELDS, *HEALTH_EXTRACT_FIELDS, *REGISTER_PERSON_FIELDS,
+              *(g for extra in REGISTER_EXTRA_FIELDS.values() for g in extra))
+    if f.location
+)
 
 
 # -- matching output ----------------------------------------------------------------------------
@@ -139,5 +169,5 @@ RETAINED: Final = RETAINED_HEALTH_FIELDS + RETAINED_META
 RETAINED_OUTCOMES: Final = ("possible", "unmatched")
 
 # -- partner-side ground truth (never read by LA-side code) -------------------------------------
-TRUTH: Final = ("nhs_number", "la_code", "registers", "reason", "household_id", "twin")
+TRUTH: Final = ("nhs_number", "la_code", "registers", "reason", "household_id", "twin", "restricted")
 REGISTER_TRUTH: Final = ("register", "record_id", "la_code", "nhs_number", "noise")

@@ -21,7 +21,7 @@ HEADER = ",".join(HEALTH_EXTRACT).encode()
 
 
 def test_parse_keeps_every_value_as_the_exact_string() -> None:
-    row = '0990000026,Siân,"Dafydd, Huw",ap Rhys,,2015-03-04,F,"1 Heol y Parc\nFlat 2",Caerdydd,,,CF10 1AA,W97001,2016-01-01'
+    row = '0990000026,Siân,"Dafydd, Huw",ap Rhys,,2015-03-04,F,"1 Heol y Parc\nFlat 2",Caerdydd,,,CF10 1AA,W97001,2016-01-01,N'
     frame = parse_extract(b"\xef\xbb\xbf" + HEADER + b"\n" + row.encode() + b"\n\n")
     assert list(frame.columns) == list(HEALTH_EXTRACT) and len(frame) == 1
     record = frame.iloc[0]

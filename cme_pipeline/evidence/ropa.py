@@ -32,6 +32,7 @@ FIELD_DESCRIPTIONS = {
     "address_line4": "Address line 4", "postcode": "Postcode",
     "gp_practice_code": "GP practice code (organisation, not the child)",
     "registration_date": "Date of GP registration",
+    "restricted": "Restricted (NHS sensitive flag): no address, postcode or GP practice is received",
 }
 RECIPIENTS = (
     "No one outside the local authority. Within it, Children Missing Education officers see the "

@@ -109,6 +109,7 @@ def _read_entry(home: Home, path: Path) -> bytes:
 def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: str) -> IntakeResult:
     manifest, plaintext = open_delivery(home.keys, blob, la_code=la_code)
     if manifest.schema_version != EXTRACT_SCHEMA_VERSION:
+        # Schema 1 included: it cannot mark restricted children, whose address must not arrive.
         raise DeliveryRejected(
             f"manifest schema version is not {EXTRACT_SCHEMA_VERSION}", check="manifest"
         )

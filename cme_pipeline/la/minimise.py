@@ -30,6 +30,7 @@ from cme_pipeline.crypto.envelope import create_data_key, data_cipher, destroy_d
 from cme_pipeline.errors import CmeError, KeyUnavailable
 from cme_pipeline.home import Home
 from cme_pipeline.schemas import (
+    FIELDS_ADDED_SINCE_SCHEMA_1,
     HEALTH_EXTRACT,
     MATCH_OUTCOME,
     OUTCOMES,
@@ -72,8 +73,15 @@ def seal_fields(row: Mapping[Any, Any], fields: tuple[str, ...]) -> bytes:
 
 
 def open_fields(plain: bytes, fields: tuple[str, ...]) -> dict[str, str | None]:
-    """Inverse of ``seal_fields``."""
+    """Inverse of ``seal_fields``.
+
+    A record sealed before a field was added to the contract lacks it: that field reads as null
+    (a child retained under extract schema 1 was never marked restricted).
+    """
     values = json.loads(plain)
+    added = len(fields) - len(values)
+    if 0 < added and set(fields[-added:]) <= set(FIELDS_ADDED_SINCE_SCHEMA_1):
+        values += [None] * added
     return dict(zip(fields, values, strict=True))
 
 

@@ -52,6 +52,8 @@ FIELD_CATEGORIES: Final[dict[Language, dict[str, str]]] = {
         "postcode": "Postcode",
         "gp_practice_code": "The GP practice the child is registered with (its code)",
         "registration_date": "Date of registration with the GP practice",
+        "restricted": "Whether the NHS marks the record as sensitive (restricted): then no address, postcode or "
+                      "GP practice is received",
     },
     "cy": {
         "nhs_number": "Rhif GIG",
@@ -63,6 +65,8 @@ FIELD_CATEGORIES: Final[dict[Language, dict[str, str]]] = {
         "postcode": "Cod post",
         "gp_practice_code": "Y practis meddyg teulu y mae'r plentyn wedi'i gofrestru ag ef (ei god)",
         "registration_date": "Dyddiad cofrestru gyda'r practis meddyg teulu",
+        "restricted": "A yw'r GIG yn nodi bod y cofnod yn sensitif (cyfyngedig): os felly, ni dderbynnir "
+                      "cyfeiriad, cod post na phractis meddyg teulu",
     },
 }
 

@@ -56,6 +56,7 @@ _LABELS = {
     "address_line2": "Address line 2", "address_line3": "Address line 3", "address_line4": "Address line 4",
     "postcode": "Postcode", "gp_practice_code": "GP practice code",
     "registration_date": "Registered with the GP practice on",
+    "restricted": "Restricted (NHS sensitive record)",
 }
 _WHY = {
     "unmatched": "The child was in the delivery but was not found on any of the local authority's education "
