@@ -11,6 +11,7 @@ from cme_pipeline.config import Settings
 from cme_pipeline.errors import UsageError
 from cme_pipeline.progress import say
 from cme_pipeline.simulate import DEFAULT_SEED, NoiseConfig
+from cme_pipeline.simulate.la import RESTRICTED_RATE
 from cme_pipeline.simulate.wales import SimulationSummary, simulate_to_home
 from cme_pipeline.simulate.witness import witness_embedded
 
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--year", type=int, help="academic year start, e.g. 2026 (default: current)")
     p.add_argument("--noise-scale", type=float, default=1.0, help="multiply register noise rates")
+    p.add_argument("--restricted-rate", type=float, default=RESTRICTED_RATE,
+                   help="share of households the NHS marks restricted: delivered without address, postcode "
+                        f"or GP practice (default {RESTRICTED_RATE})")
     p.set_defaults(handler=run)
 
 
@@ -33,13 +37,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--children must be at least the number of LAs")
     if args.noise_scale < 0:
         raise UsageError("--noise-scale must not be negative")
+    if not 0.0 <= args.restricted_rate <= 1.0:
+        raise UsageError("--restricted-rate must be between 0 and 1")
     start = time.monotonic()
     for answer in witness_embedded(settings, codes):  # receipt requests of earlier runs first
         say(f"NHS partner witness: {answer.line()}")
 
     def report(s: SimulationSummary) -> None:
         say(
-            f"simulated {s.la_code}: {s.children} children on the extract, {s.on_registers} on a "
+            f"simulated {s.la_code}: {s.children} children on the extract ({s.restricted} restricted), "
+            f"{s.on_registers} on a "
             f"register; delivery {s.delivery} in its inbox ({time.monotonic() - start:.1f}s)"
         )
 
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         noise=NoiseConfig().scaled(args.noise_scale),
         year_start=args.year,
         on_la=report,
+        restricted_rate=args.restricted_rate,
     )
     total = sum(s.children for s in summaries)
     sys.stdout.write(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from cme_pipeline.areas import LA_CODES, LA_NAMES
 from cme_pipeline.nhs_number import generate_test_numbers
-from cme_pipeline.schemas import HEALTH_EXTRACT, TRUTH
+from cme_pipeline.schemas import HEALTH_EXTRACT, HEALTH_LOCATION, RESTRICTED, TRUTH
 from cme_pipeline.school_age import academic_year_start, compulsory_dob_window
 from cme_pipeline.simulate.geography import AREAS, Area
 from cme_pipeline.simulate.noise import CoverageConfig, NoiseConfig
@@ -18,6 +18,8 @@ from cme_pipeline.simulate.population import simulate_population
 from cme_pipeline.simulate.registers import assign_status, build_registers
 
 DEFAULT_SEED = 20260901
+RESTRICTED_RATE = 0.002  # share of households whose records the NHS marks sensitive (the S flag)
+_RESTRICTED_STREAM = 15  # its own generator: the rate changes nothing else in the simulation
 
 
 @dataclass
@@ -31,6 +33,9 @@ class SimulatedLA:
     registers: dict[str, pd.DataFrame]  # register_columns(source), ISO date strings
     truth: pd.DataFrame  # TRUTH columns, one row per child on the extract
     register_truth: pd.DataFrame  # REGISTER_TRUTH columns, one row per register record
+    # Partner-side only: what the partner withheld from restricted rows (``nhs_number`` and the
+    # HEALTH_LOCATION columns as the NHS holds them), so tests can look for it on the LA side.
+    withheld: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def la_rng(seed: int, la_code: str) -> np.random.Generator:
@@ -51,6 +56,7 @@ def simulate_la(
     year_start: int | None = None,
     coverage: CoverageConfig | None = None,
     nhs_numbers: list[str] | None = None,
+    restricted_rate: float = RESTRICTED_RATE,
 ) -> SimulatedLA:
     """Simulate one LA's health extract, registers and ground truth, in memory.
 
@@ -63,7 +69,12 @@ def simulate_la(
         coverage: register coverage rates (default ``CoverageConfig()``).
         nhs_numbers: the NHS numbers to use (the all-Wales simulation hands each LA a disjoint
             slice so numbers are unique across Wales); default: drawn from the LA's generator.
+        restricted_rate: share of households marked restricted: their children's rows arrive
+            with ``restricted=Y`` and no address, postcode or GP practice (the registers still
+            hold them: schools know where they live).
     """
+    if not 0.0 <= restricted_rate <= 1.0:
+        raise ValueError("restricted_rate must be between 0 and 1")
     area = AREAS[la_code]
     n = area.children if children is None else children
     year = academic_year_start(dt.date.today()) if year_start is None else year_start
@@ -92,8 +103,12 @@ def simulate_la(
             "address_line3": LA_NAMES[la_code],
             "address_line4": "",
             **{c: pop[c] for c in ("postcode", "gp_practice_code", "registration_date")},
+            RESTRICTED: _restricted(seed, la_code, pop["household_id"], restricted_rate),
         }
     )[list(HEALTH_EXTRACT)]
+    flagged = extract[RESTRICTED] == "Y"
+    withheld = extract.loc[flagged, ["nhs_number", *HEALTH_LOCATION]].reset_index(drop=True)
+    extract.loc[flagged, list(HEALTH_LOCATION)] = ""
 
     on_registers = register_truth[register_truth["nhs_number"] != ""]
     items = (on_registers["register"] + ":" + on_registers["record_id"]).groupby(on_registers["nhs_number"]).agg(";".join)
@@ -104,10 +119,20 @@ def simulate_la(
             "registers": pop["nhs_number"].map(items).astype(object).fillna(""),  # object: items may be empty
             "household_id": pop["household_id"],
             "twin": pop["twin"],
+            RESTRICTED: extract[RESTRICTED],
         }
     )
     truth["reason"] = np.where(truth["registers"] == "", status, "")
-    return SimulatedLA(la_code, extract_date, year, extract, registers, truth[list(TRUTH)], register_truth)
+    return SimulatedLA(la_code, extract_date, year, extract, registers, truth[list(TRUTH)], register_truth, withheld)
+
+
+def _restricted(seed: int, la_code: str, households: pd.Series, rate: float) -> np.ndarray:
+    """``Y`` or ``N`` per child; a whole household is restricted or not, since a sibling's
+    address would place the others."""
+    rng = np.random.default_rng([seed, LA_CODES.index(la_code), _RESTRICTED_STREAM])
+    codes, unique = pd.factorize(households)
+    chosen = rng.random(len(unique)) < rate
+    return np.where(chosen[codes], "Y", "N")
 
 
 def _register_only(

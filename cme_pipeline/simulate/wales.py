@@ -4,7 +4,7 @@ each LA's inbox, and the ground truth into ``partner/``."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,7 @@ from cme_pipeline.config import Settings
 from cme_pipeline.home import open_home
 from cme_pipeline.nhs_number import generate_test_numbers
 from cme_pipeline.simulate.geography import AREAS
-from cme_pipeline.simulate.la import DEFAULT_SEED, SimulatedLA, simulate_la
+from cme_pipeline.simulate.la import DEFAULT_SEED, RESTRICTED_RATE, SimulatedLA, simulate_la
 from cme_pipeline.simulate.noise import NoiseConfig
 from cme_pipeline.simulate.package import package_extract
 from cme_pipeline.store import replace_register
@@ -29,6 +29,7 @@ class SimulationSummary:
     on_registers: int
     register_rows: dict[str, int]
     delivery: str
+    restricted: int = 0  # children delivered with restricted=Y (no location)
 
 
 def split_children(la_codes: list[str], total: int | None) -> dict[str, int]:
@@ -49,6 +50,34 @@ def split_children(la_codes: list[str], total: int | None) -> dict[str, int]:
     return {c: int(k) for c, k in zip(la_codes, counts, strict=True)}
 
 
+def simulate_las(
+    la_codes: list[str],
+    children: int | None = None,
+    seed: int = DEFAULT_SEED,
+    noise: NoiseConfig | None = None,
+    year_start: int | None = None,
+    restricted_rate: float = RESTRICTED_RATE,
+) -> Iterator[SimulatedLA]:
+    """The LAs ``simulate_to_home`` writes, in memory, one at a time (same arguments, same data).
+
+    Args:
+        la_codes: which LAs.
+        children: total children across them (None: realistic sizes).
+        seed: the simulation seed.
+        noise: register-side noise rates.
+        year_start: the academic year.
+        restricted_rate: share of households whose records the NHS marks restricted.
+    """
+    counts = split_children(la_codes, children)
+    numbers = generate_test_numbers(sum(counts.values()), np.random.default_rng([seed, 999]))
+    offset = 0
+    for code in la_codes:
+        n = counts[code]
+        yield simulate_la(code, n, seed, noise, year_start, nhs_numbers=numbers[offset : offset + n],
+                          restricted_rate=restricted_rate)
+        offset += n
+
+
 def simulate_to_home(
     settings: Settings,
     la_codes: list[str],
@@ -57,6 +86,7 @@ def simulate_to_home(
     noise: NoiseConfig | None = None,
     year_start: int | None = None,
     on_la: Callable[[SimulationSummary], None] | None = None,
+    restricted_rate: float = RESTRICTED_RATE,
 ) -> list[SimulationSummary]:
     """Simulate LAs and write their registers, deliveries and ground truth under the home.
 
@@ -68,15 +98,10 @@ def simulate_to_home(
         noise: register-side noise rates.
         year_start: the academic year.
         on_la: called with each LA's summary as it finishes (for progress).
+        restricted_rate: share of households whose records the NHS marks restricted.
     """
-    counts = split_children(la_codes, children)
-    numbers = generate_test_numbers(sum(counts.values()), np.random.default_rng([seed, 999]))
     summaries = []
-    offset = 0
-    for code in la_codes:
-        n = counts[code]
-        sim = simulate_la(code, n, seed, noise, year_start, nhs_numbers=numbers[offset : offset + n])
-        offset += n
+    for sim in simulate_las(la_codes, children, seed, noise, year_start, restricted_rate):
         summaries.append(_write_la(settings, sim))
         if on_la is not None:
             on_la(summaries[-1])
@@ -99,6 +124,7 @@ def _write_la(settings: Settings, sim: SimulatedLA) -> SimulationSummary:
         on_registers=int((sim.truth["registers"] != "").sum()),
         register_rows=rows,
         delivery=path.name,
+        restricted=int((sim.truth["restricted"] == "Y").sum()),
     )
 
 
