@@ -41,13 +41,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the retained set (to the officer's terminal only; nothing is logged)."""
+    """Print the retained set (to the officer's terminal only; nothing is logged); a restricted
+    child's location shows as withheld."""
     import pandas as pd
 
     from cme_pipeline.commands.review import one_la
     from cme_pipeline.home import open_home
     from cme_pipeline.la.follow_up import notes_frame, ref_of
     from cme_pipeline.la.minimise import list_retained
+    from cme_pipeline.la.restricted import withhold
     from cme_pipeline.la.review import render_pack, visible
 
     la_code = one_la(args.la)
@@ -55,7 +57,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     refs = [ref_of(d, r) for d, r in zip(frame["delivery_id"], frame["health_record_id"], strict=True)]
     frame.insert(0, "ref", pd.Series(refs, index=frame.index, dtype=object))
     frame = frame.merge(notes_frame(open_home(settings), la_code), on="ref", how="left")
-    frame = frame.astype(object).where(frame.notna(), "")
+    frame = withhold(frame.astype(object).where(frame.notna(), ""))
     if args.format == "csv":
         sys.stdout.write(render_pack(frame, "csv"))
         return 0
@@ -63,7 +65,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write("no retained children\n")
         return 0
     shown = ["ref", "outcome", "follow_up", "retention_expiry", "nhs_number", "forename", "surname", "dob", "sex",
-             "address_line1", "postcode", "best_register", "best_probability"]
+             "restricted", "address_line1", "postcode", "best_register", "best_probability"]
     rows = [[str(visible(v)) for v in r] for r in frame[shown].itertuples(index=False)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(shown)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(shown, widths, strict=True))]

@@ -24,6 +24,7 @@ from cme_pipeline.crypto.envelope import review_cipher
 from cme_pipeline.durable import write_atomic
 from cme_pipeline.errors import CiphertextInvalid, KeyUnavailable, UsageError
 from cme_pipeline.home import Home
+from cme_pipeline.la.restricted import withhold
 from cme_pipeline.schemas import CANONICAL_PERSON, HEALTH_EXTRACT
 from cme_pipeline.store import load_registers
 from cme_pipeline.store import retained as rstore
@@ -79,9 +80,11 @@ def build_pack(home: Home, la_code: str) -> pd.DataFrame:
         la_code: the LA's ONS code.
 
     Returns:
-        One row per review id: ``review_id``, ``register``, ``probability``, ``health_<field>``
-        and ``register_<field>`` for the canonical person fields, and ``weight_<comparison>``
-        (bits) for each comparison the matcher makes. Plaintext: keep it in memory.
+        One row per review id: ``review_id``, ``register``, ``probability``, ``restricted``,
+        ``health_<field>`` and ``register_<field>`` for the canonical person fields, and
+        ``weight_<comparison>`` (bits) for each comparison the matcher makes; a restricted
+        child's placing fields, on both sides, show ``restricted.WITHHELD``. Plaintext: keep it
+        in memory.
     """
     from cme_pipeline import matching
     from cme_pipeline.la.minimise import read_retained
@@ -105,7 +108,7 @@ def build_pack(home: Home, la_code: str) -> pd.DataFrame:
         model = matching.fit_model(health, canonical.reset_index(drop=True))
         for item in wanted.itertuples():
             row: dict[str, object] = {"review_id": item.review_id, "register": source,
-                                      "probability": item.best_probability}
+                                      "probability": item.best_probability, "restricted": item.restricted}
             mine = health.loc[health["record_id"] == item.review_id].iloc[0]
             row.update({f"health_{f}": mine[f] for f in PERSON_FIELDS})
             if item.best_register_record_id in canonical.index:
@@ -116,8 +119,10 @@ def build_pack(home: Home, la_code: str) -> pd.DataFrame:
                 row.update({f"weight_{c}": round(float(w), 2) for c, w in zip(weights["comparison"], weights["weight"], strict=True)})
             rows.append(row)
     for item in possible[~possible["best_register"].isin(list(registers))].itertuples():
-        rows.append({"review_id": item.review_id, "register": item.best_register, "probability": item.best_probability})
-    return pd.DataFrame(rows).sort_values("review_id").reset_index(drop=True)
+        rows.append({"review_id": item.review_id, "register": item.best_register, "probability": item.best_probability,
+                     "restricted": item.restricted})
+    # A restricted child's candidate record would place them as well as their own would.
+    return withhold(pd.DataFrame(rows).sort_values("review_id").reset_index(drop=True))
 
 
 def _pack_csv(frame: pd.DataFrame) -> bytes:

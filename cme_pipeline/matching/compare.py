@@ -18,7 +18,9 @@ Levels (top first):
   middle name (a swap), so one fact is not counted twice.
 - location: postcode and address agree, postcode agrees, address agrees (house number and
   street), postcode sector, postcode district, other. Postcode and address are one comparison
-  because a house move changes both: as two they would double-count one fact.
+  because a house move changes both: as two they would double-count one fact. A side with
+  neither (a restricted health record, which arrives without location) makes it null: such a
+  child is matched on names, date of birth and sex, neither helped nor penalised.
 """
 
 from __future__ import annotations
