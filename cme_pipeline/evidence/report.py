@@ -186,6 +186,13 @@ def _outcome(settings: Settings, entries: list[dict[str, Any]], certificate: dic
         _figure("unmatched", "On no register: kept for follow-up", unmatched),
         _figure("retained", "Records retained (encrypted)", kept),
     ]
+    # Restricted records (the NHS sensitive flag) arrive without any location; counts only.
+    restricted_in = _facts(entries, "delivery_received").get("restricted_rows")
+    if isinstance(restricted_in, int):
+        rows += [_figure("restricted_received", "Restricted records received (no address, postcode or GP "
+                                                "practice)", restricted_in),
+                 _figure("restricted_retained", "   of which retained",
+                         int(retained.get("restricted", 0)))]
     thresholds = [t for t in (matched.get("possible_threshold"), matched.get("match_threshold")) if isinstance(t, float)]
     issued = escape(str(certificate.get("issued_at"))) if certificate else "not issued"
     return "\n".join([

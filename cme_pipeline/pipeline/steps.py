@@ -153,6 +153,7 @@ def open_delivery(la_code: str, run_id: str | None, params: Params) -> dict[str,
         "delivery_sha256": manifest.plaintext_sha256,
         "rows": manifest.row_count,
         "extract_date": manifest.extract_date,
+        "restricted_rows": _restricted_count(opened.extract),
     })
     ctx.record("delivery_validated", quality.facts(opened.validation))
     _suites(ctx, "delivery", [opened.validation])
@@ -171,6 +172,13 @@ def open_delivery(la_code: str, run_id: str | None, params: Params) -> dict[str,
     )
     log.info("LA %s: staged %d records of delivery %s", la_code, received, manifest.delivery_id)
     return {"la_code": la_code, "delivery_id": manifest.delivery_id, "received": received}
+
+
+def _restricted_count(children: Any) -> int:
+    """How many rows are marked restricted (a count for the DPO report, nothing else)."""
+    from cme_pipeline.la.restricted import restricted_mask
+
+    return int(restricted_mask(children).sum())
 
 
 def _purge_expired(ctx: RunContext) -> None:
@@ -313,7 +321,9 @@ def minimise(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
     }
     ctx.record("minimised", counts)
     ctx.record("key_destroyed", {"data_key_id": result.data_key_id, "destroyed_at": result.key_destroyed_at})
-    ctx.record("retained", {"retained": result.retained, "retention_expiry": str(result.retention_expiry)})
+    restricted = _restricted_count(minimisation.list_retained(ctx.home, la_code, ctx.run_id))
+    ctx.record("retained", {"retained": result.retained, "retention_expiry": str(result.retention_expiry),
+                            "restricted": restricted})
     left = minimisation.staged_count(ctx.home, la_code, state["delivery_id"])
     _suites(ctx, "post_deletion", [quality.validate_post_deletion(left, counts)])
     update_state(ctx.paths, **counts, data_key_id=result.data_key_id, key_destroyed_at=result.key_destroyed_at,
