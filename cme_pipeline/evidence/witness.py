@@ -153,14 +153,20 @@ def read_answers(settings: Settings, la_code: str) -> list[dict[str, Any]]:
 def _file_answers(settings: Settings, la_code: str, witness_public: bytes) -> int:
     """Move the witness's answers from the inbox into ``cosignatures.jsonl`` (the caller holds the
     evidence lock); an answer that verifies retires its request from the outbox."""
-    stored = {(a.get("n"), a.get("kind"), a.get("signature")) for a in _read_stored(settings, la_code)}
+    waiting = numbered(inbox_dir(settings, la_code))
+    if not waiting:
+        return 0
+    try:  # a signature is unique: seeing its bytes in the file is enough (no parse of every line)
+        stored = cosignatures_file(settings, la_code).read_bytes()
+    except FileNotFoundError:
+        stored = b""
     filed = 0
-    for n in numbered(inbox_dir(settings, la_code)):
+    for n in waiting:
         path = answer_file(settings, la_code, n)
         body = _parse(path)
         if body is None or body.get("n") != n:
             continue  # left where it is; verify names it if it ever matters
-        if (n, body.get("kind"), body.get("signature")) not in stored:
+        if files.canonical({"signature": body.get("signature")})[1:-1] not in stored:
             durable.append_line(cosignatures_file(settings, la_code), files.canonical(body))
             filed += 1
         if answer_verifies(body, witness_public):
@@ -186,12 +192,16 @@ def collect_answers(settings: Settings, keys: KeyStore, la_code: str) -> int:
 
 
 def _last_cosigned(answers: list[dict[str, Any]], witness_public: bytes) -> tuple[int, str]:
-    best = (0, files.GENESIS_HASH)
-    for answer in answers:
-        if answer.get("kind") == COSIGNATURE and isinstance(answer.get("size"), int) and answer_verifies(
-                answer, witness_public) and answer["size"] >= best[0]:
-            best = (answer["size"], str(answer.get("head_hash")))
-    return best
+    """(size, head) of the largest cosignature that verifies; genesis if none does.
+
+    Largest first, stopping at the first that verifies: one signature check per checkpoint, not
+    one per answer ever filed.
+    """
+    cosigned = [a for a in answers if a.get("kind") == COSIGNATURE and isinstance(a.get("size"), int)]
+    for answer in sorted(cosigned, key=lambda a: a["size"], reverse=True):
+        if answer_verifies(answer, witness_public):
+            return answer["size"], str(answer.get("head_hash"))
+    return 0, files.GENESIS_HASH
 
 
 def send_requests(settings: Settings, keys: KeyStore, la_code: str) -> list[int]:
