@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,3 +38,15 @@ def _close_homes() -> Iterator[None]:
     """Each test's homes are wired afresh: engines opened by one test never leak into the next."""
     yield
     close_homes()
+
+
+@pytest.fixture(autouse=True)
+def _restore_cme_environment() -> Iterator[None]:
+    """``cme run`` in-process points this process's environment at its home for Airflow's sake
+    (``embedded_airflow.prepare``): put back every ``CME_*`` variable after the test, so the next
+    test never reads another home's key store or database from the environment."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("CME_")}
+    yield
+    for name in [k for k in os.environ if k.startswith("CME_") and k not in before]:
+        del os.environ[name]
+    os.environ.update(before)
