@@ -1,7 +1,8 @@
 """Create the CME roles of the FAB auth manager and their page permissions (run by airflow-init).
 
 Airflow's FAB auth manager answers a plugin page's ``is_authorized_custom_view`` from a
-permission, ``can_read`` on the page's resource (``CME DPO``, ``CME Auditor``, ``CME Analyst``).
+permission, ``can_read`` on the page's resource (``CME DPO``, ``CME Auditor``, ``CME Analyst``,
+``CME Officer``: the CME officer's page, whose form records follow-up findings).
 No part of Airflow creates those resources, and ``airflow roles add-perms`` refuses a resource that
 does not exist, so this script creates them, one FAB role per CME role holding the pages that role
 may open (``cme_pipeline.ui.access``, the same table the embedded default uses), and gives them to

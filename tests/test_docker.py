@@ -63,7 +63,7 @@ def test_init_creates_the_roles_the_cme_pages_ask_the_auth_manager_about() -> No
     fab_roles = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fab_roles)  # Airflow's FAB is imported only by main(), in the image
     assert fab_roles.role_permissions() == {
-        "Analyst": [("can_read", "CME Analyst")],
+        "Analyst": [("can_read", "CME Analyst"), ("can_read", "CME Officer")],
         "DPO": [("can_read", "CME DPO")],
         "Auditor": [("can_read", "CME Auditor"), ("can_read", "CME DPO")],
     }

@@ -1,11 +1,14 @@
-"""The DPO's, auditor's and analyst's pages in Airflow's UI, in a real browser on a real API server.
+"""The DPO's, auditor's, analyst's and CME officer's pages in Airflow's UI, in a real browser on a
+real API server.
 
 A home with one completed run of ``cme_matching`` (simulated delivery, ``cme run``), then the real
 ``airflow api-server`` on it with our plugin (``plugins/cme_pages.py``) and the embedded default's
 SimpleAuthManager users. Headless Chromium (Debian's ``chromium`` and ``chromium-driver``, driven
 by selenium) logs in on Airflow's own login page as ``dpo`` and sees the run's certificate
-verified, then as ``auditor`` and ``analyst``; plain HTTP checks every route refuses anonymous
-requests (401) and every user whose role may not open it (403).
+verified, then as ``auditor`` and ``analyst``, and last as ``analyst`` records on the officer's
+page that one retained child was found at a school in Wales; plain HTTP checks every route refuses
+anonymous requests (401) and every user whose role may not open it (403), the officer's form too,
+and that the form refuses Airflow's own session cookie sent from another origin.
 
 Screenshots go to the test's temporary directory; with ``CME_UPDATE_SCREENSHOTS=1`` also to
 ``docs/screenshots/`` (the README links them), so an ordinary test run leaves the tree as it was.
@@ -22,6 +25,7 @@ import signal
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,12 +38,15 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from test_airflow_ui import READY_WITHIN, Api, _free_port
 
 from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.embedded_airflow import airflow_environment
-from cme_pipeline.evidence import ledger
+from cme_pipeline.evidence import FOLLOW_UP_RUN_PREFIX, ledger
+from cme_pipeline.home import open_home
+from cme_pipeline.la.follow_up import OUTCOMES, ref_of
+from cme_pipeline.la.minimise import read_retained
 
 pytestmark = pytest.mark.airflow
 
@@ -82,8 +89,21 @@ class Server:
 
     def get(self, path: str, token: str | None = None) -> tuple[int, str]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self._send(urllib.request.Request(self.base + path, headers=headers))
+
+    def post(self, path: str, form: dict[str, str], token: str | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """A form as a browser posts it (url-encoded), with a bearer token or the given headers."""
+        sent = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        data = urllib.parse.urlencode(form).encode()
+        return self._send(urllib.request.Request(self.base + path, data=data, headers=sent, method="POST"))
+
+    @staticmethod
+    def _send(request: urllib.request.Request) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(urllib.request.Request(self.base + path, headers=headers), timeout=120) as r:
+            with urllib.request.urlopen(request, timeout=120) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as refused:
             return refused.code, refused.read().decode(errors="replace")
@@ -141,11 +161,13 @@ def _routes(server: Server) -> dict[str, str]:
     """Every route of the app -> the page (``ui.access``) that guards it ("" for the index)."""
     run = f"/cme/dpo/{LA}/{quote(server.run_id, safe='')}"
     return {"/cme/": "", "/cme/dpo": "dpo", run: "dpo", f"{run}/report": "dpo",
-            "/cme/auditor": "auditor", "/cme/analyst": "analyst"}
+            "/cme/auditor": "auditor", "/cme/analyst": "analyst", "/cme/officer": "officer"}
 
 
 # Who may open which page (docs: README "The Airflow UI"; code: cme_pipeline/ui/access.py).
-ADMITS = {"dpo": {"dpo"}, "auditor": {"auditor", "dpo"}, "analyst": {"analyst"}, "admin": {"dpo", "auditor", "analyst"}}
+ADMITS = {"dpo": {"dpo"}, "auditor": {"auditor", "dpo"}, "analyst": {"analyst", "officer"},
+          "admin": {"dpo", "auditor", "analyst", "officer"}}
+NO_FORM = {"la": "", "ref": "", "outcome": "", "csv": ""}  # read only by a user who may post it: no such LA
 
 
 def test_anonymous_requests_are_refused(server: Server) -> None:
@@ -154,6 +176,9 @@ def test_anonymous_requests_are_refused(server: Server) -> None:
         assert status == 401, (path, status)
         assert "Log in" in body
         assert server.get(path, token="not-a-token")[0] in (401, 403), path
+    status, body = server.post("/cme/officer", NO_FORM, headers={"Origin": server.base})
+    assert status == 401 and "Log in" in body
+    assert server.post("/cme/officer", NO_FORM, token="not-a-token")[0] in (401, 403)
 
 
 def test_each_role_opens_its_pages_and_is_refused_the_others(server: Server) -> None:
@@ -162,15 +187,30 @@ def test_each_role_opens_its_pages_and_is_refused_the_others(server: Server) -> 
         for path, page in _routes(server).items():
             status, _ = server.get(path, token)
             assert status == (200 if page in pages or not page else 403), (user, path, status)
+        status, _ = server.post("/cme/officer", NO_FORM, token)
+        assert status == (400 if "officer" in pages else 403), (user, "POST /cme/officer", status)
     assert server.get(f"/cme/dpo/{LA}/no_such_run", server.token("dpo"))[0] == 404
     assert server.get("/cme/dpo/W06000099/" + quote(server.run_id, safe=""), server.token("dpo"))[0] == 404
+
+
+def test_the_officers_form_refuses_the_session_cookie_from_another_origin(server: Server) -> None:
+    """Airflow's session cookie alone authenticates (``get_user``); SameSite=Lax still sends it
+    from another port of the same host, so the form also wants its own page's origin."""
+    cookie = {"Cookie": f"_token={server.token('analyst')}"}
+    port = int(server.base.rsplit(":", 1)[1])
+    for elsewhere in ({"Origin": f"http://localhost:{port + 1}"}, {"Origin": "null"}, {},
+                      {"Referer": f"http://127.0.0.1:{port}/cme/officer"}):
+        status, body = server.post("/cme/officer", NO_FORM, headers=cookie | elsewhere)
+        assert status == 403 and "cross-site request" in body, (elsewhere, status)
+    for own in ({"Origin": server.base}, {"Referer": f"{server.base}/cme/officer"}):
+        assert server.post("/cme/officer", NO_FORM, headers=cookie | own)[0] == 400, own  # read: no such LA
 
 
 def test_the_nav_lists_the_pages(server: Server) -> None:
     status, body = server.get("/api/v2/plugins", server.token("dpo"))
     assert status == 200
     plugin = next(p for p in json.loads(body)["plugins"] if p["name"] == "cme_pages")
-    assert {v["href"] for v in plugin["external_views"]} == {"cme/dpo", "cme/auditor", "cme/analyst"}
+    assert {v["href"] for v in plugin["external_views"]} == {"cme/dpo", "cme/auditor", "cme/analyst", "cme/officer"}
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/cme"]
 
 
@@ -267,3 +307,39 @@ def test_the_analyst_sees_counts_only(server: Server, browser: WebDriver) -> Non
     WebDriverWait(d, READY_WITHIN).until(lambda drv: drv.find_elements(By.TAG_NAME, "footer"))
     d.switch_to.default_content()
     _shot(d, server, "analyst-in-airflow", whole_page=False)
+
+
+def test_the_officer_records_that_a_child_was_found(server: Server, browser: WebDriver) -> None:
+    """Last in this module: it deletes a child and adds a ledger entry the pages above do not expect."""
+    held = read_retained(open_home(server.settings), LA)  # what `cme retained list` shows the officer
+    child = held[held["outcome"] == "unmatched"].iloc[0]
+    ref = ref_of(str(child["delivery_id"]), str(child["health_record_id"]))
+    d = browser
+    _log_in(d, server, "analyst", "/cme/officer")
+    form = d.find_element(By.CSS_SELECTOR, f"form[data-la='{LA}']")
+    form.find_elements(By.NAME, "ref")[0].send_keys(ref)
+    Select(form.find_elements(By.NAME, "outcome")[0]).select_by_visible_text(OUTCOMES["school_wales"])
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    result = WebDriverWait(d, READY_WITHIN).until(lambda drv: drv.find_element(By.CSS_SELECTOR, "[data-result]"))
+    assert result.get_attribute("data-result") == "recorded", result.text
+    assert f"Recorded for {LA}: records deleted: 1;" in result.text
+    _shot(d, server, "officer")
+
+    after = read_retained(open_home(server.settings), LA)
+    assert ref not in {ref_of(a, b) for a, b in zip(after["delivery_id"], after["health_record_id"], strict=True)}
+    assert len(after) == len(held) - 1
+    recorded = [e for e in ledger.read_entries(server.settings, LA) if e["event"] == "follow_up_recorded"]
+    assert len(recorded) == 1 and recorded[0]["run_id"].startswith(FOLLOW_UP_RUN_PREFIX)
+    assert recorded[0]["facts"]["outcomes"] == {"school_wales": 1}
+    cme = shutil.which("cme", path=os.path.dirname(sys.executable))
+    assert cme, "the cme command is not installed in this environment"
+    verified = subprocess.run([cme, "--home", str(server.settings.home), "evidence", "verify", "--la", LA],
+                              env=_clean_env(), capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+    # The page the officer saw: refs, never the delivery's NHS numbers, names or dates of birth.
+    shown = d.page_source
+    numbers = [line.split(",")[0] for line in
+               (server.settings.partner_dir / "truth" / f"{LA}.csv").read_text().splitlines()[1:]]
+    names = [f"{f} {s}" for f, s in zip(held["forename"], held["surname"], strict=True)]
+    assert not [v for v in [*numbers, *names, *map(str, held["dob"])] if v in shown]
+    assert not [s for s in held["surname"] if f">{s}<" in shown]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import sys
 from pathlib import Path
 
@@ -76,11 +75,10 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_resolve(args: argparse.Namespace, settings: Settings) -> int:
     """Apply the officer's findings (all or nothing), record them in the ledger, print the counts."""
-    from cme_pipeline import evidence
     from cme_pipeline.commands.review import one_la
     from cme_pipeline.errors import UsageError
     from cme_pipeline.home import open_home
-    from cme_pipeline.la.follow_up import read_decisions, resolve
+    from cme_pipeline.la.follow_up import read_decisions, record_findings, resolve
 
     la_code = one_la(args.la)
     if args.decisions is not None:
@@ -95,13 +93,7 @@ def run_resolve(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("give --ref and --outcome for one child, or --decisions FILE")
     home = open_home(settings)
     result = resolve(home, la_code, decisions, dt.date.today())
-    # The officer's action, not an Airflow run: its own run id, recorded and checkpointed at once.
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    evidence.record(settings, la_code, f"{evidence.FOLLOW_UP_RUN_PREFIX}{now}", "follow_up_recorded", {
-        "outcomes": result.by_outcome, "deleted": result.deleted, "added_to_cme_register": result.added_to_cme,
-        "still_under_enquiry": result.under_enquiry, "decisions_sha256": hashlib.sha256(source).hexdigest(),
-    })
-    evidence.checkpoint(settings, home.keys, la_code)
+    record_findings(home, la_code, result, source)
     sys.stdout.write(f"records deleted: {result.deleted}; added to the CME register (rest deleted): "
                      f"{result.added_to_cme}; still under enquiry: {result.under_enquiry}\n")
     return 0

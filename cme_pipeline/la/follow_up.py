@@ -6,13 +6,16 @@ child's record at once, under the same rules as a run (row deleted, retained key
 ciphertext left in pages or WAL is unreadable). ``added_to_cme`` moves only what the CME
 register holds (names, date of birth, sex, address, postcode) into it, with today's referral
 date, and deletes the rest (NHS number, GP practice, registration). ``under_enquiry`` keeps the
-child and notes the day. All decisions of a batch apply in one transaction or none do.
+child and notes the day. All decisions of a batch apply in one transaction or none do, and
+``record_findings`` then writes the batch's ledger entry and checkpoint: ``cme retained resolve``
+and the officer's page in Airflow's UI (``ui/officer.py``) both go through these two.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import secrets
 import statistics
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cme_pipeline import evidence
 from cme_pipeline.errors import UsageError
 from cme_pipeline.evidence.report import FollowUpSummary
 from cme_pipeline.home import Home
@@ -69,12 +73,26 @@ def read_decisions(path: Path) -> list[tuple[str, str]]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         raise UsageError(f"{path.name} is not a readable UTF-8 CSV of ref,outcome") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    return parse_decisions(text, path.name)
+
+
+def parse_decisions(text: str, source: str) -> list[tuple[str, str]]:
+    """Decisions from CSV text (``ref,outcome`` heading, one row per child), as (ref, outcome).
+
+    Args:
+        text: the CSV (a file's content, or what the officer pasted into the page).
+        source: what to call it in an error (a file name, "the pasted CSV").
+
+    Raises:
+        UsageError: not exactly the columns ``ref,outcome``, or a row of another length (the
+            message gives the row's number, never a value).
+    """
+    rows = [r for r in csv.reader(io.StringIO(text.removeprefix("\ufeff"))) if any(c.strip() for c in r)]
     if not rows or tuple(c.strip().lower() for c in rows[0]) != DECISION_COLUMNS:
-        raise UsageError(f"{path.name}: the columns must be exactly ref,outcome")
+        raise UsageError(f"{source}: the columns must be exactly ref,outcome")
     for i, row in enumerate(rows[1:], start=2):
         if len(row) != 2:
-            raise UsageError(f"{path.name} row {i}: expected 2 cells (ref, outcome), found {len(row)}")
+            raise UsageError(f"{source} row {i}: expected 2 cells (ref, outcome), found {len(row)}")
     return [(r[0].strip(), r[1].strip().lower()) for r in rows[1:]]
 
 
@@ -143,6 +161,27 @@ def resolve(home: Home, la_code: str, decisions: list[tuple[str, str]], today: d
                           added_to_cme=len(moving), under_enquiry=counts.get("under_enquiry", 0))
 
 
+def record_findings(home: Home, la_code: str, result: FollowUpResult, source: bytes) -> str:
+    """Record an applied batch in the LA's ledger and sign a checkpoint at once; return its run id.
+
+    The officer's action is not an Airflow run: it gets its own run id. The entry holds outcome
+    codes and counts, and the SHA-256 of the decisions as given, never a ref.
+
+    Args:
+        home: the LA's services.
+        la_code: the LA's ONS code.
+        result: what ``resolve`` did.
+        source: the decisions as the officer gave them (a CSV's bytes, or ``ref,outcome`` text).
+    """
+    run_id = f"{evidence.FOLLOW_UP_RUN_PREFIX}{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
+    evidence.record(home.settings, la_code, run_id, "follow_up_recorded", {
+        "outcomes": result.by_outcome, "deleted": result.deleted, "added_to_cme_register": result.added_to_cme,
+        "still_under_enquiry": result.under_enquiry, "decisions_sha256": hashlib.sha256(source).hexdigest(),
+    })
+    evidence.checkpoint(home.settings, home.keys, la_code)
+    return run_id
+
+
 def _cme_records(home: Home, la_code: str, keys: list[tuple[str, str]], today: dt.date) -> list[dict[str, object]]:
     """The CME register's fields of the children being added, from their decrypted records."""
     if not keys:
@@ -203,6 +242,29 @@ def figures(home: Home, la_code: str, today: dt.date) -> FollowUpFigures:
         held_by_age={label: ages.get(label, 0) for _, _, label in AGE_BANDS},
         under_enquiry=sum(1 for k in held if notes.get(k, ("",))[0] == "under_enquiry"),
     )
+
+
+@dataclass(frozen=True)
+class HeldChild:
+    """A child held for follow-up as the officer's page shows it: ids, states and dates only."""
+
+    ref: str
+    outcome: str  # unmatched or possible
+    retention_expiry: dt.date
+    note: str = ""  # the officer's latest note (an outcome code), if any
+    noted_on: dt.date | None = None
+
+
+def held(home: Home, la_code: str, today: dt.date) -> list[HeldChild]:
+    """Every child held on ``today``, soonest expiry first, from plain columns (nothing decrypted)."""
+    with home.store(la_code).connect() as conn:
+        rows = fstore.held_rows(conn, la_code, today)
+        notes = fstore.notes_of(conn, la_code)
+    out = []
+    for delivery_id, record_id, outcome, expiry in rows:
+        note, on = notes.get((delivery_id, record_id), ("", None))
+        out.append(HeldChild(ref_of(delivery_id, record_id), outcome, expiry, note, on))
+    return out
 
 
 def notes_frame(home: Home, la_code: str) -> pd.DataFrame:

@@ -34,6 +34,18 @@ def live_children(conn: Connection, la_code: str, live_on: dt.date) -> dict[tupl
     return out
 
 
+def held_rows(conn: Connection, la_code: str, live_on: dt.date) -> list[tuple[str, str, str, dt.date]]:
+    """``(delivery_id, health_record_id, outcome, retention_expiry)`` of every child held on
+    ``live_on``, soonest expiry first: plain columns only, no ciphertext is read."""
+    t = retained
+    rows = conn.execute(
+        sa.select(t.c.delivery_id, t.c.health_record_id, t.c.outcome, t.c.retention_expiry)
+        .where(t.c.la_code == la_code, t.c.retention_expiry > live_on)
+        .order_by(t.c.retention_expiry, t.c.delivery_id, t.c.health_record_id)
+    )
+    return [(str(d), str(r), str(o), e) for d, r, o, e in rows]
+
+
 def set_notes(conn: Connection, la_code: str, notes: Iterable[tuple[str, str]], outcome: str, on: dt.date) -> None:
     """Record ``outcome`` as the latest note on each ``(delivery_id, health_record_id)``."""
     t = follow_up_notes

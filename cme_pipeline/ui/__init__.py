@@ -1,8 +1,10 @@
-"""Pages in Airflow's UI for the DPO, the auditor and the analyst (an Airflow plugin's app).
+"""Pages in Airflow's UI for the DPO, the auditor, the analyst and the CME officer (an Airflow
+plugin's app).
 
 ``plugins/cme_pages.py`` registers ``airflow_app()`` under ``/cme`` and the navigation entries;
 ``access`` says who may open which page; ``dpo``, ``auditor`` and ``analyst`` draw the pages from
-the evidence and count queries, ids, counts and dates only.
+the evidence and count queries, ids, counts and dates only; ``officer`` lists held children by ref
+and records the officer's findings.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Every page is a *custom view* of the auth manager, named by ``Page.resource``; a
 only to a user the auth manager authorises to ``GET`` it (``is_authorized_custom_view``):
 
 - With the FAB auth manager (production, ``docker/``), that is a permission, ``can_read`` on
-  ``CME DPO``, ``CME Auditor`` or ``CME Analyst``, granted to the LA's roles (docker/README.md).
+  ``CME DPO``, ``CME Auditor``, ``CME Analyst`` or ``CME Officer``, granted to the LA's roles
+  (docker/README.md).
 - Airflow's SimpleAuthManager (the embedded default; ``airflow standalone`` insists on it) has
   four fixed roles, viewer to admin, and lets every logged-in user see every custom view. So on
   it the pages also require the user's *CME role*, looked up by user name
@@ -12,7 +13,10 @@ only to a user the auth manager authorises to ``GET`` it (``is_authorized_custom
   users of the role of the same name); Airflow's ``admin`` sees every page, as it would with FAB,
   whose Admin role holds every permission.
 
-The auditor may open the DPO pages too: checking what the DPO is shown is part of an audit.
+The auditor may open the DPO pages too: checking what the DPO is shown is part of an audit. The
+CME officer's page is the analyst's (LA analysts work the retained list); its form's ``POST`` is
+authorised exactly as its ``GET``: the ``CME Officer`` resource exists for nothing but recording
+findings, so holding it is the permission to record them.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ class Page:
 DPO = Page("dpo", "DPO: deletion evidence", "CME DPO")
 AUDITOR = Page("auditor", "Auditor: runs and evidence", "CME Auditor")
 ANALYST = Page("analyst", "Analyst: review queue and retention", "CME Analyst")
-PAGES = (DPO, AUDITOR, ANALYST)
+OFFICER = Page("officer", "CME officer: follow-up findings", "CME Officer")
+PAGES = (DPO, AUDITOR, ANALYST, OFFICER)
 
 # CME role -> the pages it may open.
 ROLE_PAGES: Mapping[str, frozenset[str]] = {
     "dpo": frozenset({DPO.name}),
     "auditor": frozenset({AUDITOR.name, DPO.name}),
-    "analyst": frozenset({ANALYST.name}),
+    "analyst": frozenset({ANALYST.name, OFFICER.name}),
 }
 DEFAULT_SIMPLE_ROLES = "analyst:analyst,dpo:dpo,auditor:auditor"
 

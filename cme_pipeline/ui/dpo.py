@@ -1,13 +1,16 @@
 """The DPO's pages: per LA and run what arrived, what was deleted, what was kept and until when.
 
-Every figure comes from the ledger (and the signed certificate that repeats it), never from the
-store: the evidence is what the DPO can hold the LA to. The verification status is
+Every figure of a run comes from the ledger (and the signed certificate that repeats it), never
+from the store: the evidence is what the DPO can hold the LA to. The one exception is each LA's
+follow-up of retained children, the same figures as the DPO report's (``follow_up.report_summary``:
+outcomes, counts and days from the store's follow-up tables, nothing decrypted), drawn as the page opens. The verification status is
 ``evidence.verify`` run now, on this run and LA, without Airflow's history (the auditor's page
 does that cross-check), with the DPO's pinned keys and the NHS partner's witness.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from cme_pipeline.evidence import files
 from cme_pipeline.evidence.artefacts import read_pin
 from cme_pipeline.evidence.certificate import read_certificate
 from cme_pipeline.evidence.ledger import read_entries
+from cme_pipeline.evidence.report import FollowUpSummary
 from cme_pipeline.evidence.verify import VerifyReport, evidence_las, verify
 from cme_pipeline.evidence.witness import WitnessCheck, check_witness, pinned_witness_key
 from cme_pipeline.ui.html import cells, esc, href, link, page, status, table
@@ -120,13 +124,14 @@ def _verify(settings: Settings, keys: KeyStore, la_code: str, run_id: str | None
     return verify(settings, keys, run_id, [la_code], airflow=False, pins=pins)
 
 
-def index(settings: Settings, keys: KeyStore, base: str) -> str:
-    """``/dpo``: every LA's runs with their figures and certificate status.
+def index(settings: Settings, keys: KeyStore, base: str, follow_up: Mapping[str, FollowUpSummary] | None = None) -> str:
+    """``/dpo``: every LA's runs with their figures and certificate status, and its follow-up.
 
     Args:
         settings: the home.
         keys: the key store holding each LA's evidence verification key.
         base: the app's root path, for links.
+        follow_up: LA -> its follow-up figures now (LAs without a store have none).
     """
     parts = ["<p>For each local authority, the runs its evidence ledger records: what arrived, "
              "what was deleted, what was kept and until when, and whether the ledger and each signed "
@@ -156,6 +161,8 @@ def index(settings: Settings, keys: KeyStore, base: str) -> str:
                      f"NHS partner's witness {_witness_word(keys, witness_problems, _witness(settings, keys, la_code))}.</p>")
         parts.append(table(["run", "started (UTC)", "outcome", "received", "deleted", "kept", "kept until",
                             "certificate"], rows, numeric=frozenset({3, 4, 5}), flagged=flags))
+        if follow_up and la_code in follow_up:
+            parts.append(_follow_up(follow_up[la_code]))
     return page("DPO: what arrived, was deleted and was kept", "".join(parts))
 
 
@@ -203,6 +210,23 @@ def run_page(settings: Settings, keys: KeyStore, base: str, la_code: str, run_id
          else '<p class="muted">No report was written for this run.</p>'),
     ]
     return page(f"DPO: run of {la_code}", "".join(body), up=href(base, "dpo"))
+
+
+def _follow_up(summary: FollowUpSummary) -> str:
+    """The follow-up figures as the DPO report shows them (``evidence.report``), now."""
+    resolved = sum(summary.resolved_by_outcome.values())
+    median = "none resolved yet" if summary.median_school_days is None else f"{summary.median_school_days:g}"
+    rows = [cells("children resolved", resolved)]
+    rows += [cells(f"  {label}", n) for label, n in summary.resolved_by_outcome.items()]
+    rows += [cells("median school days from retained to resolved", median),
+             cells(f"resolved within {summary.initial_check_school_days} school days (initial checks expected)",
+                   f"{summary.within_initial_check} of {resolved}"),
+             cells("children still held", sum(summary.held_by_age.values()))]
+    rows += [cells(f"  held {band}", n) for band, n in summary.held_by_age.items()]
+    rows.append(cells("  of which noted still under enquiry", summary.under_enquiry))
+    return ("<h3>Follow-up of retained children (all runs, now)</h3><p>When the CME officer finds out where a "
+            "retained child is, the child's record is deleted at once. School days are weekdays.</p>"
+            + table(["", "children"], rows, numeric=frozenset({1})))
 
 
 def _figures(f: RunFigures) -> str:
