@@ -154,8 +154,7 @@ def resolve(home: Home, la_code: str, decisions: list[tuple[str, str]], today: d
         fstore.set_notes(conn, la_code, [k for k, o in chosen if o in KEEPS], "under_enquiry", today)
         fstore.record_resolutions(conn, la_code, [(o, held[k]) for k, o in chosen if o not in KEEPS], today)
     sstore.release_deleted_space(engine)
-    if rstore.finish_shredding(engine, home.keys, la_code) is not None:
-        sstore.release_deleted_space(engine)
+    rstore.finish_shredding(engine, home.keys, la_code)
     counts = Counter(o for _, o in chosen)
     return FollowUpResult(dict(sorted(counts.items())), deleted=len(gone) - len(moving),
                           added_to_cme=len(moving), under_enquiry=counts.get("under_enquiry", 0))

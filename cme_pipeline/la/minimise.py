@@ -440,5 +440,4 @@ def discard_delivery(home: Home, la_code: str, delivery_id: str) -> None:
     if row is not None and row["key_destroyed_at"] is None:
         with engine.begin() as conn:
             sstore.set_delivery(conn, la_code, delivery_id, key_destroyed_at=sstore.utc_now())
-    if rstore.finish_shredding(engine, keys, la_code) is not None:
-        sstore.release_deleted_space(engine)
+    rstore.finish_shredding(engine, keys, la_code)

@@ -40,6 +40,5 @@ def purge_expired(home: Home, la_code: str, today: dt.date) -> PurgeResult:
         purged = rstore.delete_retained(conn, la_code, expiring_by=today)
     sstore.release_deleted_space(engine)
     # Also finishes a rotation owed by an earlier purge that was killed before it rotated.
-    if rstore.finish_shredding(engine, home.keys, la_code) is not None:
-        sstore.release_deleted_space(engine)
+    rstore.finish_shredding(engine, home.keys, la_code)
     return PurgeResult(retained=purged.get("unmatched", 0), possible=purged.get("possible", 0))

@@ -264,6 +264,5 @@ def apply_decisions(home: Home, la_code: str, decisions: pd.DataFrame, today: dt
             for rid, d in chosen
         ))
     sstore.release_deleted_space(engine)
-    if rstore.finish_shredding(engine, home.keys, la_code) is not None:
-        sstore.release_deleted_space(engine)
+    rstore.finish_shredding(engine, home.keys, la_code)
     return ReviewResult(confirmed_matches=len(confirmed), rejected=len(chosen) - len(confirmed))

@@ -22,6 +22,7 @@ from cme_pipeline.crypto.envelope import (
     retained_cipher,
 )
 from cme_pipeline.crypto.keystore import KeyStore
+from cme_pipeline.store import staging
 from cme_pipeline.store.staging import utc_now
 from cme_pipeline.store.tables import retained, retained_keys, review_decisions
 
@@ -208,6 +209,9 @@ def owe_rotation(conn: Connection, la_code: str) -> None:
 def finish_shredding(engine: Engine, keys: KeyStore, la_code: str) -> int | None:
     """Rotate if a deletion is owed a rotation or an earlier rotation died; else do nothing.
 
+    After a rotation the re-sealed rows' old ciphertext is pushed out of the write-ahead log
+    (``staging.release_deleted_space``), as after any deletion.
+
     Args:
         engine: the LA store.
         keys: the key store.
@@ -222,7 +226,9 @@ def finish_shredding(engine: Engine, keys: KeyStore, la_code: str) -> int | None
             .where(retained_keys.c.la_code == la_code, retained_keys.c.destroyed_at.is_(None))
         ).all()
     if len(live) > 1 or any(due for _v, due in live):
-        return rotate(engine, keys, la_code)
+        version = rotate(engine, keys, la_code)
+        staging.release_deleted_space(engine)
+        return version
     return None
 
 
