@@ -76,29 +76,28 @@ def _ed25519_pem(pem: Path) -> bytes:
 
 def run_pin(args: argparse.Namespace, settings: Settings) -> int:
     """Pin the partner's key from a PEM file; refuse a different key once one is pinned."""
-    from cme_pipeline.crypto import pin_partner_key
-    from cme_pipeline.errors import KeyUnavailable
-    from cme_pipeline.home import open_home
+    from cme_pipeline.crypto import PARTNER_PINNED
 
-    raw = _ed25519_pem(args.pem)
-    try:
-        key_id = pin_partner_key(open_home(settings).keys, raw)
-    except KeyUnavailable as exc:
-        raise UsageError(str(exc)) from None
+    key_id = _pin(args.pem, settings, PARTNER_PINNED, "NHS partner signing key")
     sys.stdout.write(f"NHS partner signing key {key_id} pinned\n")
     return 0
 
 
 def run_pin_witness(args: argparse.Namespace, settings: Settings) -> int:
     """Pin the partner's witness key from a PEM file; refuse a different key once one is pinned."""
-    from cme_pipeline.errors import KeyUnavailable
-    from cme_pipeline.evidence.witness import pin_witness_key
-    from cme_pipeline.home import open_home
+    from cme_pipeline.evidence.witness import WITNESS_PINNED
 
-    raw = _ed25519_pem(args.pem)
-    try:
-        key_id = pin_witness_key(open_home(settings).keys, raw)
-    except KeyUnavailable as exc:
-        raise UsageError(str(exc)) from None
+    key_id = _pin(args.pem, settings, WITNESS_PINNED, "NHS partner witness key")
     sys.stdout.write(f"NHS partner witness key {key_id} pinned: every checkpoint from now on goes to the witness\n")
     return 0
+
+
+def _pin(pem: Path, settings: Settings, name: str, what: str) -> str:
+    from cme_pipeline.crypto.signing import pin_public_key
+    from cme_pipeline.errors import KeyUnavailable
+    from cme_pipeline.home import open_home
+
+    try:
+        return pin_public_key(open_home(settings).keys, name, _ed25519_pem(pem), what)
+    except KeyUnavailable as exc:
+        raise UsageError(str(exc)) from None

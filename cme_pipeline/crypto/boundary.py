@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cme_pipeline.crypto.keystore import KeyStore, check_peer_point
 from cme_pipeline.crypto.prekeys import Prekey, prekey_name, valid_prekey_id
-from cme_pipeline.crypto.signing import ensure_signing_key, key_id_of
+from cme_pipeline.crypto.signing import ensure_signing_key, pin_public_key
 from cme_pipeline.errors import DeliveryRejected, IntegrityError, KeyUnavailable
 
 MAGIC = b"CME-DELIVERY/2\n"
@@ -85,12 +85,7 @@ def pin_partner_key(keys: KeyStore, public_raw: bytes) -> str:
         KeyUnavailable: a different partner key is pinned already (re-pinning is a deliberate,
             manual act: destroy the old pin first).
     """
-    if keys.exists(PARTNER_PINNED):
-        if keys.public_key(PARTNER_PINNED) != public_raw:
-            raise KeyUnavailable("a different NHS partner signing key is pinned already")
-    else:
-        keys.put_public(PARTNER_PINNED, public_raw)
-    return key_id_of(public_raw)
+    return pin_public_key(keys, PARTNER_PINNED, public_raw, "NHS partner signing key")
 
 
 # -- sealing (partner side) ------------------------------------------------------------------

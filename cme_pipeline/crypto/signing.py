@@ -45,6 +45,27 @@ def ensure_signing_key(keys: KeyStore, name: str) -> str:
     return key_id_of(keys.public_key(name))
 
 
+def pin_public_key(keys: KeyStore, name: str, public_raw: bytes, what: str) -> str:
+    """Pin another party's Ed25519 public key under ``name`` (once); return its key id.
+
+    Args:
+        keys: the key store.
+        name: where the pin lives.
+        public_raw: the raw 32-byte public key.
+        what: whose key it is, for the refusal (``NHS partner signing key``).
+
+    Raises:
+        KeyUnavailable: a different key is pinned there already (re-pinning is a deliberate,
+            manual act: destroy the old pin first).
+    """
+    if keys.exists(name):
+        if keys.public_key(name) != public_raw:
+            raise KeyUnavailable(f"a different {what} is pinned already")
+    else:
+        keys.put_public(name, public_raw)
+    return key_id_of(public_raw)
+
+
 def ensure_evidence_key(keys: KeyStore, la_code: str) -> str:
     """Create the LA's evidence signing key on first use; return its key id.
 

@@ -30,7 +30,6 @@ from typing import Any
 from cme_pipeline import durable
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto import KeyStore, signing
-from cme_pipeline.errors import KeyUnavailable
 from cme_pipeline.evidence import files
 from cme_pipeline.evidence.checkpoints import read_checkpoints
 
@@ -57,12 +56,7 @@ def pin_witness_key(keys: KeyStore, public_raw: bytes) -> str:
         KeyUnavailable: a different witness key is pinned already (re-pinning is a deliberate,
             manual act: destroy the old pin first).
     """
-    if keys.exists(WITNESS_PINNED):
-        if keys.public_key(WITNESS_PINNED) != public_raw:
-            raise KeyUnavailable("a different NHS partner witness key is pinned already")
-    else:
-        keys.put_public(WITNESS_PINNED, public_raw)
-    return signing.key_id_of(public_raw)
+    return signing.pin_public_key(keys, WITNESS_PINNED, public_raw, "NHS partner witness key")
 
 
 def pinned_witness_key(keys: KeyStore) -> bytes | None:
