@@ -8,7 +8,6 @@ as the signing key is kept from that person (a KMS or HSM in production).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from cme_pipeline import durable
@@ -32,14 +31,7 @@ def read_checkpoints(settings: Settings, la_code: str) -> list[dict[str, Any]]:
         settings: the home.
         la_code: the LA.
     """
-    out: list[dict[str, Any]] = []
-    for number, line in enumerate(files.read_lines(files.checkpoints_file(settings, la_code)), start=1):
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            parsed = None
-        out.append(parsed if isinstance(parsed, dict) else {"line": number, "unreadable": True})
-    return out
+    return files.read_objects(files.checkpoints_file(settings, la_code))
 
 
 def checkpoint(settings: Settings, keys: KeyStore, la_code: str) -> None:

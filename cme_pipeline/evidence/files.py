@@ -83,3 +83,16 @@ def read_lines(path: Path) -> list[bytes]:
         return []
     return [line for line in raw.split(b"\n") if line.strip()]
 
+
+def read_objects(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, in file order; a line that is not one becomes
+    ``{"line": n, "unreadable": True}``, so a checker can name it instead of stopping."""
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(read_lines(path), start=1):
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            parsed = None
+        out.append(parsed if isinstance(parsed, dict) else {"line": number, "unreadable": True})
+    return out
+

@@ -123,14 +123,7 @@ def _parse(path: Path) -> dict[str, Any] | None:
 
 
 def _read_stored(settings: Settings, la_code: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for number, line in enumerate(files.read_lines(cosignatures_file(settings, la_code)), start=1):
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            parsed = None
-        out.append(parsed if isinstance(parsed, dict) else {"line": number, "unreadable": True})
-    return out
+    return files.read_objects(cosignatures_file(settings, la_code))
 
 
 def read_answers(settings: Settings, la_code: str) -> list[dict[str, Any]]:
