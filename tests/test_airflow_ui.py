@@ -38,6 +38,16 @@ LA = "W06000002"  # Gwynedd
 READY_WITHIN = 600  # seconds: a fail-safe so a broken start cannot hang the suite, not a speed check
 
 
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """End a server started in its own process group: SIGTERM, then SIGKILL after a minute."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,12 +127,7 @@ def _airflow_ui(home: Path, keystore_env: dict[str, str]) -> Iterator[tuple[Api,
         simulate_to_home(settings, [LA], children=600, seed=6)
         yield api, process, settings
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         log.close()
 
 

@@ -21,7 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -39,7 +38,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_airflow_ui import READY_WITHIN, Api, _free_port
+from test_airflow_ui import READY_WITHIN, Api, _free_port, stop_group
 
 from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.embedded_airflow import airflow_environment
@@ -148,12 +147,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         shots.mkdir()
         yield Server(f"http://localhost:{port}", settings, run_id, passwords, shots)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         log.close()
 
 
