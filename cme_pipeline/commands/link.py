@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", type=Path, required=True, help="PAIRS.csv to write")
     p.add_argument("--match-threshold", type=float, help="match band from this probability")
     p.add_argument("--possible-threshold", type=float, help="possible band from this probability")
+    p.add_argument(
+        "--profile", choices=("general", "children"), default="general",
+        help="general (default): any person files, adults too, heavily corrupted; "
+             "children: the pipeline's own settings for children against LA registers",
+    )
     p.set_defaults(handler=run)
 
 
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     match = settings.match_threshold if args.match_threshold is None else args.match_threshold
     possible = settings.possible_threshold if args.possible_threshold is None else args.possible_threshold
     try:
-        config = LinkConfig(match_threshold=match, possible_threshold=possible)
+        config = LinkConfig(match_threshold=match, possible_threshold=possible, profile=args.profile)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     start = time.monotonic()

@@ -27,9 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import jellyfish
 import numpy as np
 import pandas as pd
 
+from cme_pipeline.matching.normalise import map_unique
 from cme_pipeline.matching.prepare import Prepared, forename_codes, surname_codes
 
 Keys = tuple[np.ndarray, np.ndarray]  # (row, uint64 key); a record may have several rows
@@ -70,6 +72,28 @@ def _hashed(keys: Keys) -> Keys:
     return rows, pd.util.hash_array(values.astype(object), categorize=True).astype(np.uint64)
 
 
+def _soundex(value: str) -> str:
+    return jellyfish.soundex(value) if value else ""
+
+
+def _forename_sound(p: Prepared) -> Keys:
+    """Soundex of the forename: survives a typo a variant root does not (``mikhvyla``)."""
+    return _hashed(_present_text(map_unique(p.forename, _soundex)))
+
+
+def _name_set(p: Prepared) -> Keys:
+    """The unordered {forename soundex, surname soundex}: forename and surname swapped keep it."""
+    sounds = map_unique(p.forename, _soundex) + "|" + map_unique(p.surname, _soundex)
+    both = (p.forename != "") & (p.surname != "")
+    key = map_unique(sounds, lambda v: "|".join(sorted(v.split("|"))))
+    return _hashed(_present_text(np.where(both, key, "")))
+
+
+def _present_text(values: np.ndarray) -> Keys:
+    ok = np.flatnonzero(values != "")
+    return ok.astype(np.int64), values[ok]
+
+
 KEY_FUNCTIONS: dict[str, Callable[[Prepared], Keys]] = {
     "dob": lambda p: _present(p.code("dob_text")),
     "year": _year,
@@ -78,6 +102,10 @@ KEY_FUNCTIONS: dict[str, Callable[[Prepared], Keys]] = {
     "postcode": lambda p: _present(p.code("postcode")),
     "surname": lambda p: _hashed(surname_codes(p)),
     "forename": lambda p: _hashed(forename_codes(p)),
+    # Keys of the general profile (``matching.general``), for adult data with heavy corruption.
+    "forename_sound": _forename_sound,
+    "name_set": _name_set,
+    "house": lambda p: _hashed(_present_text(p.house)),
 }
 
 RULES: tuple[tuple[str, ...], ...] = (

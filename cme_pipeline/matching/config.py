@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from cme_pipeline.config import DEFAULT_MATCH_THRESHOLD, DEFAULT_POSSIBLE_THRESHOLD
 
+PROFILES = ("children", "general")
+
 
 @dataclass(frozen=True)
 class LinkConfig:
@@ -28,6 +30,10 @@ class LinkConfig:
             one of whom moved, are for a human to tell apart, not for row order.
         seed: the random seed for sampling, so a run is reproducible.
         workers: threads for rapidfuzz (-1: every core).
+        profile: ``children`` (the pipeline's: school-age children against LA registers) or
+            ``general`` (any two files of people, adults too, with heavy corruption: see
+            ``matching.general``). ``cme link`` uses ``general``; ``match_registers`` always
+            the pipeline's.
     """
 
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
@@ -39,8 +45,11 @@ class LinkConfig:
     ambiguity_bits: float = 5.0
     seed: int = 1
     workers: int = -1
+    profile: str = "children"
 
     def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
         if not 0.0 <= self.possible_threshold <= self.match_threshold <= 1.0:
             raise ValueError("thresholds must satisfy 0 <= possible <= match <= 1")
 

@@ -99,6 +99,10 @@ def link(
         each record appears in at most one ``match`` row.
     """
     config = config or LinkConfig()
+    if config.profile == "general":
+        from cme_pipeline.matching import general
+
+        return general.link(left, right, config, progress)
     L, R = prepare(left), prepare(right)
     if progress and (L.unparseable or R.unparseable):
         say(f"unparseable values treated as missing: {L.unparseable} left, {R.unparseable} right")
