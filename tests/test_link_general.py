@@ -93,9 +93,9 @@ PERSON = {"record_id": "x1", "forename": "Rebekah", "middle_names": "", "surname
 
 def _pairs(crowd: tuple[pd.DataFrame, pd.DataFrame], left: dict[str, str], right: dict[str, str],
            config: LinkConfig = GENERAL) -> pd.DataFrame:
-    l, r = crowd
-    return link(pd.concat([pd.DataFrame([left]), l], ignore_index=True),
-                pd.concat([pd.DataFrame([right]), r], ignore_index=True), config)
+    crowd_left, crowd_right = crowd
+    return link(pd.concat([pd.DataFrame([left]), crowd_left], ignore_index=True),
+                pd.concat([pd.DataFrame([right]), crowd_right], ignore_index=True), config)
 
 
 def _band(pairs: pd.DataFrame, left_id: str, right_id: str) -> str:
