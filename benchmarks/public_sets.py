@@ -64,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matching import machine  # noqa: E402
 
 from cme_pipeline.matching import LinkConfig, link  # noqa: E402
+from cme_pipeline.matching.general import U_SAMPLE  # noqa: E402
 from cme_pipeline.matching.normalise import address_parts, clean_text, map_unique  # noqa: E402
 
 SETS = ("febrl1", "febrl2", "febrl3", "febrl4")
@@ -197,7 +198,8 @@ def run_ours(left_csv: Path, right_csv: Path) -> tuple[pd.DataFrame, float]:
     from cme_pipeline.commands.link import read_people
 
     start = time.perf_counter()
-    pairs = link(read_people(left_csv, "LEFT"), read_people(right_csv, "RIGHT"), LinkConfig(profile="general"))
+    config = LinkConfig(profile="general", u_sample=U_SAMPLE)
+    pairs = link(read_people(left_csv, "LEFT"), read_people(right_csv, "RIGHT"), config)
     wall = time.perf_counter() - start
     return pairs[pairs["band"] == "match"], wall
 

@@ -7,16 +7,19 @@ fields, each at a known rate, so that the model must learn what the corruption c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from test_properties import _check_pairs, people, thresholds
 
 from cme_pipeline.cli import main
 from cme_pipeline.matching import LinkConfig, link
 from cme_pipeline.matching.compare import COMPARISONS, LEVELS
-from cme_pipeline.matching.general import compare, fit, prepare_general
+from cme_pipeline.matching.general import U_SAMPLE, compare, fit, prepare_general
 from cme_pipeline.matching.model import PRIOR_M
 from cme_pipeline.schemas import CANONICAL_PERSON
 
@@ -173,3 +176,13 @@ def test_em_estimates_m_for_every_comparison(crowd: tuple[pd.DataFrame, pd.DataF
     assert 0.15 < model.m["forename"][0] < 0.35
     assert 0.55 < model.m["dob"][-1] < 0.85
     assert 0.6 < model.m["surname"][-1] < 0.9
+
+
+@settings(max_examples=15, deadline=None)
+@given(people("L"), people("R"), thresholds())
+def test_general_profile_on_arbitrary_values_keeps_the_contract(
+    left: pd.DataFrame, right: pd.DataFrame, config: LinkConfig
+) -> None:
+    # Impossible dates, dates in another order, junk postcodes and blank names: never a crash.
+    config = replace(config, profile="general", u_sample=U_SAMPLE)
+    _check_pairs(left, right, link(left, right, config), config)

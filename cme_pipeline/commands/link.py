@@ -68,8 +68,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     match = settings.match_threshold if args.match_threshold is None else args.match_threshold
     possible = settings.possible_threshold if args.possible_threshold is None else args.possible_threshold
+    from cme_pipeline.matching.general import U_SAMPLE
+
+    u_sample = U_SAMPLE if args.profile == "general" else LinkConfig.u_sample
     try:
-        config = LinkConfig(match_threshold=match, possible_threshold=possible, profile=args.profile)
+        config = LinkConfig(
+            match_threshold=match, possible_threshold=possible, profile=args.profile, u_sample=u_sample
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     start = time.monotonic()

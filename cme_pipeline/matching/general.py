@@ -42,7 +42,7 @@ from cme_pipeline.matching import model as fs
 from cme_pipeline.matching.blocking import RULES, block
 from cme_pipeline.matching.compare import COMPARISONS, LEVELS
 from cme_pipeline.matching.config import LinkConfig
-from cme_pipeline.matching.normalise import address_parts, as_text, map_unique
+from cme_pipeline.matching.normalise import as_text, clean_text, map_unique
 from cme_pipeline.matching.prepare import MISSING_DAYS, Prepared, prepare
 from cme_pipeline.matching.twins import guarded, in_twin_group
 from cme_pipeline.progress import say, track
@@ -59,6 +59,11 @@ RULES_GENERAL: tuple[tuple[str, ...], ...] = (
 FORENAME, SURNAME, DOB, LOCATION = (COMPARISONS.index(c) for c in ("forename", "surname", "dob", "location"))
 _YEAR_FIRST = re.compile(r"^\s*(\d{4})\D?(\d{2})\D?(\d{2})\s*$")
 CHUNK = 1_000_000
+# Random pairs for u under this profile (``cme link`` passes it as ``LinkConfig.u_sample``): a
+# tenth of the pipeline's million. Person files linked ad hoc are small, u's rare levels lean on
+# the prior guesses anyway, and on the FEBRL sets 100,000 and 1,000,000 give the same links
+# within a pair or two, at a fraction of the time (benchmarks/README.md).
+U_SAMPLE = 100_000
 
 
 @dataclass
@@ -66,7 +71,7 @@ class GeneralPrepared(Prepared):
     """``Prepared`` plus what the general comparisons need."""
 
     dob_digits: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # 8 digits or ""
-    place: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # whole address, normalised
+    place: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # whole address, cleaned
     dob_matrix: np.ndarray = field(default_factory=lambda: np.empty((0, 8), dtype=np.int8))  # the digits; -1 missing
 
 
@@ -75,11 +80,6 @@ def _digits(text: str) -> str:
     another order, such as 31/02/2014, has no digit-for-digit meaning here)."""
     m = _YEAR_FIRST.match(text)
     return "".join(m.groups()) if m else ""
-
-
-def _place(text: str) -> str:
-    """Every line of the address, normalised as ``address_parts`` normalises one."""
-    return " ".join(address_parts(line)[1] for line in text.split(",") if line.strip())
 
 
 def prepare_general(frame: pd.DataFrame) -> GeneralPrepared:
@@ -101,7 +101,7 @@ def prepare_general(frame: pd.DataFrame) -> GeneralPrepared:
     return GeneralPrepared(
         **{f.name: getattr(p, f.name) for f in fields(Prepared)},
         dob_digits=digits,
-        place=map_unique(col("address"), _place),
+        place=map_unique(col("address"), clean_text),
         dob_matrix=matrix,
     )
 
@@ -137,14 +137,20 @@ def dob_levels(L: GeneralPrepared, R: GeneralPrepared, li: np.ndarray, ri: np.nd
 
 
 def swap_names(L: Prepared, R: Prepared, li: np.ndarray, ri: np.ndarray, gamma: np.ndarray, workers: int) -> None:
-    """Replace the name levels by crosswise ones where forename and surname look swapped."""
+    """Replace the name levels by crosswise ones where forename and surname look swapped.
+
+    A whole swap (both names crosswise) and a half one (one side's forename written as the
+    other's surname, the other name lost) both count: the crosswise levels replace the straight
+    ones wherever they agree more.
+    """
     jw = JaroWinkler.normalized_similarity
     fore_sur = _scores(L.forename, R.surname, li, ri, jw, workers)
     sur_fore = _scores(L.surname, R.forename, li, ri, jw, workers)
     fore = np.where(fore_sur >= 0.92, 3, np.where(fore_sur >= 0.80, 1, 0))
     sur = np.where(sur_fore >= 0.92, 2, np.where(sur_fore >= 0.80, 1, 0))
     straight = np.maximum(gamma[:, FORENAME], 0) + np.maximum(gamma[:, SURNAME], 0)
-    better = (fore_sur >= 0.80) & (sur_fore >= 0.80) & (fore + sur > straight)
+    crosswise = ((fore_sur >= 0.80) & (sur_fore >= 0.80)) | (fore_sur >= 0.92) | (sur_fore >= 0.92)
+    better = crosswise & (fore + sur > straight)
     gamma[better, FORENAME] = fore[better]
     gamma[better, SURNAME] = sur[better]
 
