@@ -61,8 +61,8 @@ _YEAR_FIRST = re.compile(r"^\s*(\d{4})\D?(\d{2})\D?(\d{2})\s*$")
 CHUNK = 1_000_000
 # Random pairs for u under this profile (``cme link`` passes it as ``LinkConfig.u_sample``): a
 # tenth of the pipeline's million. Person files linked ad hoc are small, u's rare levels lean on
-# the prior guesses anyway, and on the FEBRL sets 100,000 and 1,000,000 give the same links
-# within a pair or two, at a fraction of the time (benchmarks/README.md).
+# the prior guesses anyway, and on the FEBRL sets 100,000 and 1,000,000 give exactly the same
+# match-band pairs, at a third of the time (benchmarks/README.md).
 U_SAMPLE = 100_000
 
 
