@@ -89,6 +89,20 @@ def _name_set(p: Prepared) -> Keys:
     return _hashed(_present_text(np.where(both, key, "")))
 
 
+def _written(p: Prepared, part: Callable[[str], str]) -> Keys:
+    """A part of the date's eight digits as written (the general profile keeps impossible dates
+    as digits, ``dob_digits``; otherwise the valid date's)."""
+    digits = np.asarray(getattr(p, "dob_digits", p.dob_text), dtype=object)
+    return _hashed(_present_text(map_unique(digits, lambda d: part(d) if d else "")))
+
+
+def _area(p: Prepared) -> Keys:
+    """A wide area that survives a mistyped postcode: the UK postcode district (CF14), else the
+    first two characters (an Australian 2227 typed 2272 keeps 22)."""
+    head = map_unique(p.postcode, lambda v: v[:2])
+    return _hashed(_present_text(np.where(p.district != "", p.district, head)))
+
+
 def _present_text(values: np.ndarray) -> Keys:
     ok = np.flatnonzero(values != "")
     return ok.astype(np.int64), values[ok]
@@ -106,6 +120,10 @@ KEY_FUNCTIONS: dict[str, Callable[[Prepared], Keys]] = {
     "forename_sound": _forename_sound,
     "name_set": _name_set,
     "house": lambda p: _hashed(_present_text(p.house)),
+    # One wrong digit spoils the year or the day and month, rarely both: a key on each.
+    "year_written": lambda p: _written(p, lambda d: d[:4]),
+    "month_day_written": lambda p: _written(p, lambda d: "".join(sorted((d[4:6], d[6:8])))),
+    "area": _area,
 }
 
 RULES: tuple[tuple[str, ...], ...] = (

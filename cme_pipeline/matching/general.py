@@ -9,8 +9,11 @@ comparisons, Fellegi-Sunter weights, one-to-one assignment, bands and guards) an
 the corruption defeats:
 
 - **Blocking** adds rules that survive a bad date *and* a bad name at once: forename soundex
-  with postcode, surname soundex with house number, forename soundex with house number, house
-  number with postcode, and the unordered {forename, surname} soundex pair (a swap keeps it).
+  with postcode; house number with postcode; the unordered {forename, surname} soundex pair (a
+  swap keeps it) with the year as written, the {day, month} as written, the postcode, the house
+  number or the area (UK postcode district, else the postcode's first two characters, which a
+  transposed 2227/2272 keeps); surname or forename soundex with house number and area, year or
+  {day, month}. One wrong digit spoils the year or the day and month, rarely both.
 - **Dates** are compared as written, digit for digit, so an impossible date (``1931-01-75``, a
   typo of 1931-07-15) still agrees partly instead of counting as missing: exact; day and month
   transposed; one edit (a digit wrong or two adjacent digits swapped) or a day apart; two edits
@@ -48,13 +51,15 @@ from cme_pipeline.matching.twins import guarded, in_twin_group
 from cme_pipeline.progress import say, track
 from cme_pipeline.schemas import LINK_PAIRS
 
+Y, MD = "year_written", "month_day_written"
+# Each extra rule pairs a name key or the house number with a key a typo rarely spoils at the
+# same time; none is a name key alone, which at 50,000 records makes millions of pairs.
 RULES_GENERAL: tuple[tuple[str, ...], ...] = (
     *RULES,
-    ("name_set",),
     ("forename_sound", "postcode"),
-    ("surname", "house"),
-    ("forename_sound", "house"),
     ("house", "postcode"),
+    *(("name_set", other) for other in (Y, MD, "postcode", "house", "area")),
+    *((name, "house", other) for name in ("surname", "forename_sound") for other in ("area", Y, MD)),
 )
 FORENAME, SURNAME, DOB, LOCATION = (COMPARISONS.index(c) for c in ("forename", "surname", "dob", "location"))
 _YEAR_FIRST = re.compile(r"^\s*(\d{4})\D?(\d{2})\D?(\d{2})\s*$")
