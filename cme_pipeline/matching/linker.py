@@ -127,7 +127,7 @@ def _link_prepared(
 
 def match_registers(
     health: pd.DataFrame, registers: dict[str, pd.DataFrame], config: LinkConfig | None = None,
-    progress: bool = False,
+    progress: bool = False, *, pairwise: bool = False,
 ) -> pd.DataFrame:
     """The outcome for every health record against all registers.
 
@@ -143,6 +143,8 @@ def match_registers(
         registers: register frames in canonical person columns, keyed by source name.
         config: thresholds and estimation settings.
         progress: stage counts on stderr.
+        pairwise: decide by ``link``'s pairwise bands and ambiguity guard instead (the earlier
+            decision, kept so benchmarks can compare the two).
 
     Returns:
         ``MATCH_OUTCOME`` columns, one row per health record in input order; ``register`` and
@@ -158,7 +160,7 @@ def match_registers(
             continue
         if progress:
             say(f"matching against {source}: {len(frame)} register records")
-        pairs = _link_prepared(L, prepare(frame), config, progress, by_assignment=True)
+        pairs = _link_prepared(L, prepare(frame), config, progress, by_assignment=not pairwise)
         pairs["register"] = source
         frames.append(pairs)
     ids = health["record_id"].astype(str).to_numpy() if "record_id" in health else np.array([])
