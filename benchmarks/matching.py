@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/matching.py accuracy [--scale cardiff|wales] [--noise 1.0]
     .venv/bin/python benchmarks/matching.py speed [--scale cardiff|wales] [--runs 3]
     .venv/bin/python benchmarks/matching.py scaling [--runs 1]
+    .venv/bin/python benchmarks/matching.py review [--scale cardiff|wales] [--noise 2.0] [--hard] [--pairwise]
 
 Accuracy: per register, precision/recall/F1 of the match band (pairs from ``link``, one-to-one
 per register), and per child (from ``match_registers``): missing children wrongly matched,
@@ -80,6 +81,26 @@ def accuracy(scale: str, noise: float) -> None:
           f"{c['registered_matched_to_wrong_record']}; twins cross-matched {c['twins_cross_matched']}")
 
 
+def review(scale: str, noise: float, hard: bool, pairwise: bool) -> None:
+    """The pipeline's outcome per child: review share, match precision and recall, missing
+    children wrongly matched (issue 19's goals)."""
+    data = cardiff(noise, hard) if scale == "cardiff" else wales(noise, hard=hard)
+    start = time.perf_counter()
+    out = match_registers(data.health, data.registers, pairwise=pairwise)
+    wall = time.perf_counter() - start
+    c = child_metrics(data, out)
+    matched = int((out["outcome"] == "matched").sum())
+    wrong = c["missing_wrongly_matched"] + c["registered_matched_to_wrong_record"]
+    on_register = c["children"] - c["off_register"]
+    print(f"{data.name}, noise x{noise}{', hard families' if hard else ''}, "
+          f"{'pairwise bands' if pairwise else 'assignment'}: {c['children']} children, {wall:.0f} s")
+    print(f"  review share {c['possible'] / c['children']:.2%} ({c['possible']} possible); match precision "
+          f"{1 - wrong / max(matched, 1):.6f}; recall {(matched - wrong) / max(on_register, 1):.5f}; "
+          f"missing children wrongly matched {c['missing_wrongly_matched']} "
+          f"({c['per10k_missing_wrongly_matched']:.2f} per 10,000); matched to a wrong record "
+          f"{c['registered_matched_to_wrong_record']}; twins cross-matched {c['twins_cross_matched']}")
+
+
 def _worker(path: str) -> None:
     data = Dataset.load(Path(path))
     start = time.perf_counter()
@@ -144,7 +165,9 @@ def main() -> None:
         _worker(sys.argv[2])
         return
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=("accuracy", "speed", "scaling"))
+    parser.add_argument("what", choices=("accuracy", "speed", "scaling", "review"))
+    parser.add_argument("--hard", action="store_true", help="harder families and registers a term old")
+    parser.add_argument("--pairwise", action="store_true", help="the earlier pairwise decision")
     parser.add_argument("--scale", choices=("cardiff", "wales"), default="cardiff")
     parser.add_argument("--noise", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=3)
@@ -152,6 +175,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     if args.what == "accuracy":
         accuracy(args.scale, args.noise)
+    elif args.what == "review":
+        review(args.scale, args.noise, args.hard, args.pairwise)
     elif args.what == "speed":
         speed(args.scale, args.runs)
     else:

@@ -44,8 +44,12 @@ class Dataset:
         return data
 
 
-def build(codes: list[str], noise_scale: float = 1.0, seed: int = 20260901, name: str = "") -> Dataset:
+def build(
+    codes: list[str], noise_scale: float = 1.0, seed: int = 20260901, name: str = "", hard: bool = False
+) -> Dataset:
     """Simulate the LAs and pool them into one extract and one frame per register.
+
+    ``hard`` adds the harder families and stale registers (``FamilyConfig.hard()``).
 
     NHS numbers are handed out in disjoint slices, as ``cme simulate`` does, so that they are
     unique across the pooled LAs and the ground truth is exact.
@@ -53,8 +57,10 @@ def build(codes: list[str], noise_scale: float = 1.0, seed: int = 20260901, name
     counts = split_children(codes, None)
     numbers = generate_test_numbers(sum(counts.values()), np.random.default_rng([seed, 999]))
     starts = np.cumsum([0, *counts.values()])
+    noise = NoiseConfig().scaled(noise_scale)
+    noise = noise.hard() if hard else noise
     sims = [
-        simulate_la(c, counts[c], seed=seed, noise=NoiseConfig().scaled(noise_scale), year_start=2026,
+        simulate_la(c, counts[c], seed=seed, noise=noise, year_start=2026,
                     nhs_numbers=numbers[starts[i] : starts[i + 1]])
         for i, c in enumerate(codes)
     ]
@@ -76,12 +82,13 @@ def build(codes: list[str], noise_scale: float = 1.0, seed: int = 20260901, name
     )
 
 
-def cardiff(noise_scale: float = 1.0) -> Dataset:
-    return build([CARDIFF], noise_scale, name="Cardiff")
+def cardiff(noise_scale: float = 1.0, hard: bool = False) -> Dataset:
+    return build([CARDIFF], noise_scale, name="Cardiff", hard=hard)
 
 
-def wales(noise_scale: float = 1.0, codes: list[str] | None = None) -> Dataset:
-    return build(list(codes or LA_CODES), noise_scale, name="Wales" if codes is None else f"{len(codes)} LAs")
+def wales(noise_scale: float = 1.0, codes: list[str] | None = None, hard: bool = False) -> Dataset:
+    return build(list(codes or LA_CODES), noise_scale, name="Wales" if codes is None else f"{len(codes)} LAs",
+                 hard=hard)
 
 
 def _owner(data: Dataset) -> dict[tuple[str, str], str]:

@@ -86,3 +86,16 @@ def test_partner_package_puts_a_delivery_in_the_inbox(
     assert main(["--home", str(tmp_path / "h"), "partner", "package", str(plain), "--la", "W06000015"]) == 0
     printed = Path(capsys.readouterr().out.strip())
     assert printed.parent == tmp_path / "h" / "la" / "W06000015" / "inbox" and printed.is_file()
+
+
+def test_simulate_hard_reaches_the_simulator(tmp_path: Path) -> None:
+    # The same seed with --hard: the same children (NHS numbers) in harder families, so the
+    # registers' people differ; the partner's truth keeps its columns.
+    truths = []
+    for name, extra in (("plain", []), ("hard", ["--hard"])):
+        home = tmp_path / name
+        assert main(["--home", str(home), "simulate", "--la", "W06000002", "--children", "1500", "--seed", "4", *extra]) == 0
+        truths.append(pd.read_csv(home / "partner" / "truth.csv", dtype=str, keep_default_na=False))
+    plain, hard = truths
+    assert list(plain.columns) == list(hard.columns) and len(plain) == len(hard) == 1500
+    assert not plain["household_id"].equals(hard["household_id"]) or not plain["registers"].equals(hard["registers"])

@@ -84,3 +84,20 @@ def test_link_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code = main(["--home", str(tmp_path), "link", str(tmp_path / "no.csv"), str(tmp_path / "no2.csv"),
                  "--out", str(tmp_path / "p.csv")])
     assert code == 2 and "LEFT file not found" in capsys.readouterr().err
+
+
+def test_link_explain_prints_the_weights_of_one_pair_without_values(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = str(tmp_path / "home")
+    assert main(["--home", home, "link", str(files[0]), str(files[1]), "--explain", "h1", "g1"]) == 0
+    out = capsys.readouterr().out
+    for comparison in ("prior", "forename", "surname", "dob", "sex", "middle", "location", "total"):
+        assert any(line.startswith(comparison) for line in out.splitlines())
+    assert "exact" in out and "probability" in out
+    assert not any(s.lower() in out.lower() for s in SECRETS)
+    # an id not in its file is a one-line error naming the side, never the id
+    assert main(["--home", home, "link", str(files[0]), str(files[1]), "--explain", "h1", "nobody"]) != 0
+    err = capsys.readouterr().err
+    assert "right record not found" in err and "nobody" not in err
+    assert main(["--home", home, "link", str(files[0]), str(files[1])]) != 0  # neither --out nor --explain

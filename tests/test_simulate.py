@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from cme_pipeline import nhs_number
 from cme_pipeline.schemas import HEALTH_EXTRACT, REGISTER_SOURCES, register_columns
 from cme_pipeline.school_age import compulsory_dob_window
 from cme_pipeline.simulate import CoverageConfig, NoiseConfig, SimulatedLA, simulate_la
+from cme_pipeline.simulate.population import FamilyConfig
 from cme_pipeline.simulate.wales import split_children
 
 N = 20_000
@@ -90,7 +91,10 @@ def test_unconditional_noise_rates_match_parameters(cardiff: SimulatedLA, kind: 
 
 def test_heavy_noise_doubles_the_rates() -> None:
     heavy = NoiseConfig().scaled(2.0)
+    assert heavy.families == NoiseConfig().families  # family structure is not a per-record rate
     for f in fields(NoiseConfig):
+        if f.name == "families":
+            continue
         assert getattr(heavy, f.name) == pytest.approx(min(1.0, 2 * getattr(NoiseConfig(), f.name)))
     sim = simulate_la("W06000002", children=8000, seed=3, noise=heavy, year_start=YEAR)
     labels = sim.register_truth["noise"].str.split(";")
@@ -173,3 +177,37 @@ def test_children_split_across_las_in_proportion() -> None:
     split = split_children(["W06000015", "W06000002"], 1000)
     assert sum(split.values()) == 1000 and split["W06000015"] > 3 * split["W06000002"]
     assert split_children(["W06000015"], None) == {"W06000015": 57_000}
+
+
+def test_hard_families_make_triplets_shared_initials_namesakes_and_stale_registers() -> None:
+    # triplets are rare (2% of twin households of three or more): more of them here to check them
+    families = replace(FamilyConfig.hard(), triplet_share=0.5)
+    sim = simulate_la("W06000015", children=12_000, seed=4, year_start=YEAR,
+                      noise=replace(NoiseConfig().scaled(0.0), families=families))
+    plain = simulate_la("W06000015", children=12_000, seed=4, year_start=YEAR, noise=NoiseConfig().scaled(0.0))
+    truth, extract = sim.truth, sim.extract
+    # triplets: three children of one multiple birth, all with different forenames
+    sizes = truth.loc[truth["twin"] != "", "twin"].value_counts()
+    assert (sizes == 3).any() and (sizes <= 3).all()
+    for label in sizes.index[sizes == 3]:
+        assert extract.loc[(truth["twin"] == label).to_numpy(), "forename"].is_unique
+    # siblings share an initial far more often than by chance
+    households = extract.assign(h=truth["household_id"].to_numpy(), i=extract["forename"].str[0])
+
+    def shared(frame: pd.DataFrame) -> float:
+        many = frame.groupby("h").filter(lambda g: len(g) > 1)
+        return float(many.groupby("h")["i"].nunique().eq(1).mean())
+    plain_households = plain.extract.assign(h=plain.truth["household_id"].to_numpy(), i=plain.extract["forename"].str[0])
+    assert shared(households) > shared(plain_households) + 0.1
+    # namesakes: same forename, surname and postcode, another household and another birthday
+    key = extract[["forename", "surname", "postcode"]].agg("|".join, axis=1)
+    same = extract.assign(k=key, h=truth["household_id"].to_numpy())[key.duplicated(keep=False).to_numpy()]
+    namesakes = same.groupby("k").filter(lambda g: g["h"].nunique() > 1 and g["dob"].nunique() > 1)
+    assert len(namesakes) >= 0.005 * len(extract)
+    # registers a term old: the census holds the old postcode of children whose family moved
+    census = sim.registers["school_census"].merge(
+        sim.register_truth[sim.register_truth["register"] == "school_census"][["record_id", "nhs_number"]], on="record_id")
+    joined = census.merge(extract[["nhs_number", "postcode", "surname"]], on="nhs_number", suffixes=("_reg", "_gp"))
+    moved = (joined["postcode_reg"] != joined["postcode_gp"]).mean()
+    renamed = (joined["surname_reg"] != joined["surname_gp"]).mean()
+    assert 0.02 < moved < 0.07 and 0.003 < renamed < 0.03

@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -15,13 +16,18 @@ from cme_pipeline.errors import UsageError
 from cme_pipeline.progress import say
 from cme_pipeline.schemas import CANONICAL_PERSON
 
+if TYPE_CHECKING:
+    from cme_pipeline.matching import LinkConfig
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``cme link``."""
     p = sub.add_parser("link", help="link two canonical-person CSV files")
     p.add_argument("left", type=Path, help="LEFT.csv in canonical person columns")
     p.add_argument("right", type=Path, help="RIGHT.csv in canonical person columns")
-    p.add_argument("--out", type=Path, required=True, help="PAIRS.csv to write")
+    p.add_argument("--out", type=Path, help="PAIRS.csv to write (required unless --explain)")
+    p.add_argument("--explain", nargs=2, metavar=("LEFT_ID", "RIGHT_ID"),
+                   help="print the per-field weights of one pair instead of linking")
     p.add_argument("--match-threshold", type=float, help="match band from this probability")
     p.add_argument("--possible-threshold", type=float, help="possible band from this probability")
     p.add_argument(
@@ -77,8 +83,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.out is None and args.explain is None:
+        raise UsageError("give --out PAIRS.csv, or --explain LEFT_ID RIGHT_ID")
     start = time.monotonic()
     left, right = read_people(args.left, "LEFT"), read_people(args.right, "RIGHT")
+    if args.explain is not None:
+        return _explain(left, right, args.explain[0], args.explain[1], config)
     for side, frame in (("LEFT", left), ("RIGHT", right)):
         absent = [c for c in CANONICAL_PERSON if c not in frame.columns]
         if absent:
@@ -91,6 +101,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{int(counts.get('possible', 0))} possible pairs -> {args.out} "
         f"({time.monotonic() - start:.1f}s)\n"
     )
+    return 0
+
+
+def _explain(left: pd.DataFrame, right: pd.DataFrame, left_id: str, right_id: str, config: LinkConfig) -> int:
+    """Print one pair's comparison levels and weights (bits): names of levels, never values."""
+    from cme_pipeline.matching import explain
+
+    try:
+        table = explain(left, right, left_id, right_id, config)
+    except KeyError as exc:
+        raise UsageError(f"{exc.args[0]} (--explain)") from None
+    lines = [f"{'comparison':12s} {'level':26s} {'weight (bits)':>13s}"]
+    for row in table.itertuples(index=False):
+        lines.append(f"{row.comparison:12s} {row.level:26s} {row.weight:13.2f}")
+    total = table.iloc[-1]
+    lines.append(f"probability {float(total['probability']):.6f} (match from {config.match_threshold}, "
+                 f"possible from {config.possible_threshold})")
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--year", type=int, help="academic year start, e.g. 2026 (default: current)")
     p.add_argument("--noise-scale", type=float, default=1.0, help="multiply register noise rates")
+    p.add_argument("--hard", action="store_true",
+                   help="harder families: triplets, shared initials, namesakes in the street, registers a term "
+                        "old (docs/simulator.md)")
     p.add_argument("--restricted-rate", type=float, default=RESTRICTED_RATE,
                    help="share of households the NHS marks restricted: delivered without address, postcode "
                         f"or GP practice (default {RESTRICTED_RATE})")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         codes,
         children=args.children,
         seed=args.seed,
-        noise=NoiseConfig().scaled(args.noise_scale),
+        noise=NoiseConfig().scaled(args.noise_scale).hard() if args.hard else NoiseConfig().scaled(args.noise_scale),
         year_start=args.year,
         on_la=report,
         restricted_rate=args.restricted_rate,

@@ -3,8 +3,10 @@
 Normalise, block on several keys, compare with rapidfuzz, score with a Fellegi-Sunter model
 (m by EM, u from random pairs, term-frequency adjusted), assign one-to-one, and band by two
 thresholds (DESIGN.md §4). Two guards keep doubtful pairs for a human rather than deciding them:
-twins whose forenames disagree, and any pair with a rival for either record within a few bits. Takes and returns DataFrames; never touches storage, crypto or Airflow,
-and never logs a personal value.
+twins whose forenames disagree, and (``link``) any pair with a rival for either record within a
+few bits; ``match_registers`` instead decides by the pair's probability given the one-to-one
+assignment (``decide``), which counts a rival only as the swap it implies. Takes and returns
+DataFrames; never touches storage, crypto or Airflow, and never logs a personal value.
 """
 
 from __future__ import annotations

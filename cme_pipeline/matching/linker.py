@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cme_pipeline.matching import decide
 from cme_pipeline.matching.assign import one_to_one
 from cme_pipeline.matching.blocking import block
 from cme_pipeline.matching.compare import COMPARISONS, LEVELS, compare
@@ -25,15 +26,13 @@ def _chunks(n: int) -> list[slice]:
 
 
 def _scored_pairs(
-    L: Prepared, R: Prepared, config: LinkConfig, progress: bool, model: LinkModel | None = None
+    L: Prepared, R: Prepared, config: LinkConfig, progress: bool, model: LinkModel
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs at or above the lower threshold: left row, right row, match weight
     (bits), and whether the twin guard holds the pair out of the match band."""
     candidates = block(L, R)
     if progress:
         say(f"blocking: {len(candidates)} candidate pairs from {len(L)} x {len(R)} records")
-    if model is None:
-        model = fit(L, R, config)
     left_twins, right_twins = in_twin_group(L), in_twin_group(R)
     kept_l, kept_r, kept_p, kept_g = [], [], [], []
     slices = _chunks(len(candidates))
@@ -109,12 +108,20 @@ def link(
     return _link_prepared(L, R, config, progress)
 
 
-def _link_prepared(L: Prepared, R: Prepared, config: LinkConfig, progress: bool) -> pd.DataFrame:
+def _link_prepared(
+    L: Prepared, R: Prepared, config: LinkConfig, progress: bool, by_assignment: bool = False
+) -> pd.DataFrame:
+    """Scored, banded pairs; ``by_assignment`` decides by the probability given the one-to-one
+    assignment (``decide``, the pipeline's children) instead of by pair and ambiguity guard."""
     if len(L) == 0 or len(R) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LINK_PAIRS})
-    li, ri, w, guard = _scored_pairs(L, R, config, progress)
-    band = _bands(li, ri, w, guard, config)
-    p = probability(w)
+    model = fit(L, R, config)
+    li, ri, w, guard = _scored_pairs(L, R, config, progress, model)
+    if by_assignment:
+        bits = decide.assignment_bits(model, len(L), len(R))
+        band, p = decide.bands(li, ri, w, guard, bits, config.match_threshold)
+    else:
+        band, p = _bands(li, ri, w, guard, config), probability(w)
     out = pd.DataFrame(
         {"left_id": L.record_id[li], "right_id": R.record_id[ri], "probability": p, "band": band}
     )
@@ -124,19 +131,24 @@ def _link_prepared(L: Prepared, R: Prepared, config: LinkConfig, progress: bool)
 
 def match_registers(
     health: pd.DataFrame, registers: dict[str, pd.DataFrame], config: LinkConfig | None = None,
-    progress: bool = False,
+    progress: bool = False, *, pairwise: bool = False,
 ) -> pd.DataFrame:
     """The outcome for every health record against all registers.
 
     Each register is linked separately (one-to-one within it: a child may be on several
-    registers). A health record is ``matched`` if its best pair is in the match band,
-    ``possible`` if in the possible band, else ``unmatched``.
+    registers). Unlike ``link``'s pairwise bands, a pair is in the match band when its
+    probability *given the one-to-one assignment* reaches ``match_threshold`` (``decide``: the
+    prior that almost every child is on a register, rivals counted as the swaps they imply);
+    twins' guarded pairs are never matched. A health record is ``matched`` if its best pair is
+    in the match band, ``possible`` if in the possible band, else ``unmatched``.
 
     Args:
         health: canonical person columns, ``record_id`` a per-delivery row reference.
         registers: register frames in canonical person columns, keyed by source name.
         config: thresholds and estimation settings.
         progress: stage counts on stderr.
+        pairwise: decide by ``link``'s pairwise bands and ambiguity guard instead (the earlier
+            decision, kept so benchmarks can compare the two).
 
     Returns:
         ``MATCH_OUTCOME`` columns, one row per health record in input order; ``register`` and
@@ -152,7 +164,7 @@ def match_registers(
             continue
         if progress:
             say(f"matching against {source}: {len(frame)} register records")
-        pairs = _link_prepared(L, prepare(frame), config, progress)
+        pairs = _link_prepared(L, prepare(frame), config, progress, by_assignment=not pairwise)
         pairs["register"] = source
         frames.append(pairs)
     ids = health["record_id"].astype(str).to_numpy() if "record_id" in health else np.array([])

@@ -86,7 +86,7 @@ def simulate_la(
     if len(numbers) != n:
         raise ValueError("need exactly one NHS number per child")
     window = compulsory_dob_window(year)
-    pop = simulate_population(rng, area, n, window, extract_date, numbers)
+    pop = simulate_population(rng, area, n, window, extract_date, numbers, noise.families)
     pop["household_id"] = la_code + "-H" + pop["household_id"]
     pop["twin"] = np.where(pop["twin"] != "", la_code + "-" + pop["twin"], "")
 

@@ -6,7 +6,9 @@ benchmarks use. Rates are per register record and are applied independently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+
+from cme_pipeline.simulate.population import FamilyConfig
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,17 @@ class NoiseConfig:
     missing_address: float = 0.005
     upper_case: float = 0.10  # the whole record typed in capitals
     ascii_fold: float = 0.5  # diacritics dropped (Siân -> Sian), when the name has any
+    # Families and stale registers (partner-side truth, not per-record noise; not scaled).
+    families: FamilyConfig = field(default_factory=FamilyConfig)
 
     def scaled(self, factor: float) -> NoiseConfig:
-        """Every rate multiplied by ``factor`` (capped at 1)."""
-        return replace(self, **{f.name: min(1.0, getattr(self, f.name) * factor) for f in fields(self)})
+        """Every per-record rate multiplied by ``factor`` (capped at 1); ``families`` unchanged."""
+        rates = [f.name for f in fields(self) if f.name != "families"]
+        return replace(self, **{name: min(1.0, getattr(self, name) * factor) for name in rates})
+
+    def hard(self) -> NoiseConfig:
+        """These rates with the harder families and stale registers of ``FamilyConfig.hard()``."""
+        return replace(self, families=FamilyConfig.hard())
 
 
 @dataclass(frozen=True)

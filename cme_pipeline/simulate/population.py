@@ -7,6 +7,7 @@ derived. Everything is vectorised with numpy so that all of Wales takes seconds.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,47 @@ HYPHENATED_RATE = 0.03
 HALF_SIBLING_RATE = 0.10
 MIDDLE_NAME_RATE = 0.60
 FORMER_SURNAME_RATE = 0.02
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """What makes children hard to tell apart, beyond register noise (see docs/simulator.md).
+
+    The default reproduces the original simulator exactly (no extra random draws); ``hard()`` is
+    the harder setting the matching benchmarks also measure. All rates are per household
+    (``namesake`` per child).
+
+    Attributes:
+        twin_household: households of two or more children whose first two are twins.
+        triplet_share: of twin households with three or more children, those with triplets.
+        shared_initial: households of two or more whose children's forenames share a first letter.
+        spaced_births: households whose children are born a realistic birth interval apart
+            (9 months to a few years) instead of independently across the school years.
+        namesake: children given an unrelated namesake (same forename, surname and sex, born
+            within six months, living in the same street and postcode).
+        stale_move: households that moved after the registers were taken (the registers hold
+            the old address, the GP record the new one).
+        stale_surname: households whose children's surname changed after the registers were
+            taken (the registers hold the old surname).
+        former_recorded: of those, the share whose GP record keeps the old surname as former.
+    """
+
+    twin_household: float = TWIN_HOUSEHOLD_RATE
+    triplet_share: float = 0.0
+    shared_initial: float = 0.0
+    spaced_births: float = 0.0
+    namesake: float = 0.0
+    stale_move: float = 0.0
+    stale_surname: float = 0.0
+    former_recorded: float = 0.5
+
+    @staticmethod
+    def hard() -> FamilyConfig:
+        """The harder setting: rates and their sources are in docs/simulator.md."""
+        return FamilyConfig(
+            triplet_share=0.02, shared_initial=0.25, spaced_births=1.0, namesake=0.01,
+            stale_move=0.04, stale_surname=0.01,
+        )
 
 
 def surname_pool() -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +122,13 @@ def simulate_population(
     dob_window: tuple[dt.date, dt.date],
     extract_date: dt.date,
     nhs_numbers: list[str],
+    family: FamilyConfig | None = None,
 ) -> pd.DataFrame:
     """The true identities of ``n`` GP-registered children of one LA.
+
+    With a ``family`` setting that asks for them, the frame also has ``register_surname``,
+    ``register_address_line1``, ``register_town`` and ``register_postcode``: what the registers,
+    taken a term before the extract, still hold.
 
     Args:
         rng: the LA's random generator.
@@ -90,7 +137,9 @@ def simulate_population(
         dob_window: earliest and latest date of birth (compulsory school age).
         extract_date: the extract's date (registration dates fall before it).
         nhs_numbers: ``n`` distinct NHS numbers for them.
+        family: twins, triplets, sibling and namesake structure (default ``FamilyConfig()``).
     """
+    family = family or FamilyConfig()
     sizes = rng.choice(HOUSEHOLD_SIZES, size=n, p=HOUSEHOLD_WEIGHTS)  # more than enough
     cut = int(np.searchsorted(np.cumsum(sizes), n)) + 1
     sizes = sizes[:cut]
@@ -112,15 +161,22 @@ def simulate_population(
     start = np.datetime64(dob_window[0])
     span = int((np.datetime64(dob_window[1]) - start).astype(int)) + 1
     dob = start + rng.integers(0, span, n).astype("timedelta64[D]")
-    twin = np.full(n, "", dtype=object)
-    twin_hh = (rng.random(n_households) < TWIN_HOUSEHOLD_RATE) & (sizes >= 2)
     first = np.cumsum(sizes) - sizes  # index of each household's first child
+    if family.spaced_births > 0:
+        _space_births(rng, dob, sizes, first, family.spaced_births, start, span)
+    twin = np.full(n, "", dtype=object)
+    twin_hh = (rng.random(n_households) < family.twin_household) & (sizes >= 2)
     a, b = first[twin_hh], first[twin_hh] + 1
     dob[b] = dob[a]
     surname[b] = surname[a]
     labels = np.array([f"T{h}" for h in np.flatnonzero(twin_hh)], dtype=object)
     twin[a] = labels
     twin[b] = labels
+    if family.triplet_share > 0:
+        triplet = twin_hh & (sizes >= 3) & (rng.random(n_households) < family.triplet_share)
+        c = first[triplet] + 2
+        dob[c], surname[c] = dob[first[triplet]], surname[first[triplet]]
+        twin[c] = twin[first[triplet]]
 
     sex = np.where(rng.random(n) < 0.5, "F", "M").astype(object)
     sex[rng.random(n) < 0.001] = "U"
@@ -132,12 +188,21 @@ def simulate_population(
         forename[idx] = rng.choice(pool, idx.size, p=p)
         has_middle = idx[rng.random(idx.size) < MIDDLE_NAME_RATE]
         middle[has_middle] = rng.choice(pool, has_middle.size, p=p)
+    if family.shared_initial > 0:
+        _share_initials(rng, forename, sex, sizes, first, family.shared_initial)
     # Twins never share a forename (and siblings' middle names never equal their forename).
     same = (forename[b] == forename[a]) & (sex[b] == sex[a])
     for i in np.flatnonzero(same):
         pool, p = given_name_pool("F" if sex[b[i]] == "F" else "M")
         while forename[b[i]] == forename[a[i]]:
             forename[b[i]] = rng.choice(pool, p=p)
+    if family.triplet_share > 0:
+        for i in np.flatnonzero(twin != ""):  # triplets too: no two of a multiple birth alike
+            mates = np.flatnonzero(household == household[i])
+            mates = mates[(twin[mates] == twin[i]) & (mates < i)]
+            pool, p = given_name_pool("F" if sex[i] == "F" else "M")
+            while forename[i] in set(forename[mates]):
+                forename[i] = rng.choice(pool, p=p)
     clash = middle == forename
     middle[clash] = ""
 
@@ -145,10 +210,17 @@ def simulate_population(
     has_former = rng.random(n) < FORMER_SURNAME_RATE
     former[has_former] = rng.choice(names, int(has_former.sum()), p=probs)
 
+    if family.namesake > 0:
+        _namesakes(rng, forename, surname, sex, dob, household, line1, postcode, town, family.namesake, start, span)
+
     days_registered = (np.datetime64(extract_date) - dob).astype(int)
     registration = dob + (rng.random(n) * days_registered).astype("timedelta64[D]")
     practices = np.array([f"{area.gp_prefix}{i:03d}" for i in range(max(3, n // 1500))], dtype=object)
 
+    stale: dict[str, np.ndarray] = {}
+    if family.stale_move > 0 or family.stale_surname > 0:
+        stale = _stale_registers(rng, area, family, household, surname, former, probs, names, line1, town, postcode)
+        line1, town, postcode = stale.pop("line1"), stale.pop("town"), stale.pop("postcode")
     return pd.DataFrame(
         {
             "nhs_number": np.array(nhs_numbers, dtype=object),
@@ -165,5 +237,105 @@ def simulate_population(
             "registration_date": pd.to_datetime(registration).strftime("%Y-%m-%d"),
             "household_id": household.astype(str),
             "twin": twin,
+            **stale,
         }
     )
+
+
+def _space_births(
+    rng: np.random.Generator, dob: np.ndarray, sizes: np.ndarray, first: np.ndarray, rate: float,
+    start: np.datetime64, span: int,
+) -> None:
+    """Siblings born a birth interval apart: 9 months plus a gamma-distributed wait (median
+    about 2.5 years), kept inside the school-age window by stepping the other way."""
+    chosen = np.flatnonzero((sizes >= 2) & (rng.random(sizes.size) < rate))
+    for h in chosen:
+        day = int((dob[first[h]] - start).astype(int))
+        for k in range(1, int(sizes[h])):
+            gap = int(275 + rng.gamma(2.0, 300.0))
+            step = gap if day + gap < span else -gap
+            if not 0 <= day + step < span:
+                step = int(rng.integers(-day, span - day))
+            day += step
+            dob[first[h] + k] = start + np.timedelta64(day, "D")
+
+
+def _share_initials(
+    rng: np.random.Generator, forename: np.ndarray, sex: np.ndarray, sizes: np.ndarray, first: np.ndarray,
+    rate: float,
+) -> None:
+    """Households that give every child a name with the first child's initial (Ella, Elin, Efa)."""
+    chosen = np.flatnonzero((sizes >= 2) & (rng.random(sizes.size) < rate))
+    for h in chosen:
+        initial = str(forename[first[h]])[0]
+        for k in range(1, int(sizes[h])):
+            i = first[h] + k
+            pool, p = given_name_pool("F" if sex[i] == "F" else "M")
+            keep = np.array([str(g)[0] == initial for g in pool])
+            if keep.any():
+                forename[i] = rng.choice(pool[keep], p=p[keep] / p[keep].sum())
+
+
+def _namesakes(
+    rng: np.random.Generator, forename: np.ndarray, surname: np.ndarray, sex: np.ndarray, dob: np.ndarray,
+    household: np.ndarray, line1: np.ndarray, postcode: np.ndarray, town: np.ndarray, rate: float,
+    start: np.datetime64, span: int,
+) -> None:
+    """Give ``rate`` of children an unrelated namesake: another household's child of the same
+    sex takes their forename and surname, a birthday up to six months away, and that household
+    moves into the same street and postcode (another house number)."""
+    n = len(forename)
+    k = int(round(n * rate / 2))
+    if k == 0 or n < 4:
+        return
+    source = rng.choice(n, min(4 * k, n), replace=False)
+    target = rng.choice(n, min(4 * k, n), replace=False)
+    used: set[int] = set()
+    for i, j in zip(source, target, strict=True):
+        if len(used) >= 2 * k:
+            break
+        if household[i] == household[j] or sex[i] != sex[j] or i in used or j in used:
+            continue
+        used.update((int(i), int(j)))
+        forename[j], surname[j] = forename[i], surname[i]
+        day = int((dob[i] - start).astype(int)) + int(rng.choice([-1, 1]) * rng.integers(1, 183))
+        dob[j] = start + np.timedelta64(min(max(day, 0), span - 1), "D")
+        if dob[j] == dob[i]:
+            dob[j] = start + np.timedelta64(min(max(day + 1, 0), span - 1), "D")
+        street = str(line1[household[i]]).split(" ", 1)[1]
+        number = int(rng.integers(1, 240))
+        if f"{number} {street}" == line1[household[i]]:
+            number += 1
+        line1[household[j]] = f"{number} {street}"
+        postcode[household[j]], town[household[j]] = postcode[household[i]], town[household[i]]
+
+
+def _stale_registers(
+    rng: np.random.Generator, area: Area, family: FamilyConfig, household: np.ndarray, surname: np.ndarray,
+    former: np.ndarray, probs: np.ndarray, names: np.ndarray, line1: np.ndarray, town: np.ndarray,
+    postcode: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Registers taken a term before the extract: some households have moved since (new
+    address on the GP record, old on the registers) and some children's surname has changed
+    (new on the GP record, old on the registers; ``former_recorded`` of them keep the old one
+    as a former surname). Updates ``surname`` and ``former`` in place; returns the new
+    per-household address arrays and the per-child ``register_*`` columns."""
+    n_households = len(line1)
+    register = {
+        "register_surname": surname.copy(),
+        "register_address_line1": line1[household].copy(),
+        "register_town": town[household].copy(),
+        "register_postcode": postcode[household].copy(),
+    }
+    moved = np.flatnonzero(rng.random(n_households) < family.stale_move)
+    new_line1, new_town, new_postcode = line1.copy(), town.copy(), postcode.copy()
+    fresh = random_addresses(rng, area, moved.size)
+    new_line1[moved], new_town[moved], new_postcode[moved] = fresh
+    renamed_hh = rng.random(n_households) < family.stale_surname
+    renamed = np.flatnonzero(renamed_hh[household])
+    if renamed.size:
+        new_names = rng.choice(names, n_households, p=probs)
+        surname[renamed] = new_names[household[renamed]]
+        keep = renamed[rng.random(renamed.size) < family.former_recorded]
+        former[keep] = register["register_surname"][keep]
+    return {"line1": new_line1, "town": new_town, "postcode": new_postcode, **register}

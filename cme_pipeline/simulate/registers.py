@@ -23,15 +23,20 @@ def assign_status(rng: np.random.Generator, n: int, coverage: CoverageConfig) ->
 
 
 def _person_rows(pop: pd.DataFrame) -> pd.DataFrame:
+    def held(column: str) -> pd.Series:
+        # A register taken a term before the extract holds the old surname and address.
+        stale = f"register_{column}"
+        return pop[stale] if stale in pop.columns else pop[column]
+
     return pd.DataFrame(
         {
             "forename": pop["forename"].to_numpy(),
             "middle_names": pop["middle_names"].to_numpy(),
-            "surname": pop["surname"].to_numpy(),
+            "surname": held("surname").to_numpy(),
             "dob": pop["dob"].to_numpy(),
             "sex": pop["sex"].to_numpy(),
-            "address": (pop["address_line1"] + ", " + pop["town"]).to_numpy(),
-            "postcode": pop["postcode"].to_numpy(),
+            "address": (held("address_line1") + ", " + held("town")).to_numpy(),
+            "postcode": held("postcode").to_numpy(),
             "nhs_number": pop["nhs_number"].to_numpy(),
         }
     )
