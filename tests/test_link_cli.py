@@ -101,3 +101,24 @@ def test_link_explain_prints_the_weights_of_one_pair_without_values(
     err = capsys.readouterr().err
     assert "right record not found" in err and "nobody" not in err
     assert main(["--home", home, "link", str(files[0]), str(files[1])]) != 0  # neither --out nor --explain
+
+
+def test_link_explain_gives_the_probability_the_link_wrote(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--explain justifies the pair the link scored: same profile, same model, same probability."""
+    profile = "general"  # cme link's default, whose comparisons differ from the pipeline's
+    home, out = str(tmp_path / "home"), tmp_path / "pairs.csv"
+    # a pair the profiles compare differently: h2 is h1 with forename and surname swapped
+    left = pd.read_csv(files[0], dtype=str, keep_default_na=False)
+    h2 = left.iloc[[0]].assign(record_id="h2", forename="Przybylski", surname="Gethin", postcode="", address="")
+    write(files[0], pd.concat([left, h2], ignore_index=True))
+    assert main(["--home", home, "link", str(files[0]), str(files[1]), "--profile", profile,
+                 "--possible-threshold", "0.05", "--out", str(out)]) == 0
+    pairs = pd.read_csv(out, dtype={"left_id": str, "right_id": str})
+    swapped = pairs[(pairs.left_id == "h2") & (pairs.right_id == "g1")].iloc[0]
+    capsys.readouterr()
+    assert main(["--home", home, "link", str(files[0]), str(files[1]), "--profile", profile,
+                 "--explain", swapped.left_id, swapped.right_id]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("probability "))
+    assert float(line.split()[1]) == pytest.approx(float(swapped.probability), abs=1e-6)

@@ -219,14 +219,26 @@ def explain(
         KeyError: an id is not in its frame (the message names the side, not the id).
     """
     config = config or LinkConfig()
-    L, R = prepare(left), prepare(right)
-    model = model or fit(L, R, config)
+    L: Prepared
+    R: Prepared
+    # Explain the pair with the comparisons and model the chosen profile's link would use.
+    if config.profile == "general":
+        from cme_pipeline.matching import general
+
+        L, R = general.prepare_general(left), general.prepare_general(right)
+        model = model or general.fit(L, R, config)
+    else:
+        L, R = prepare(left), prepare(right)
+        model = model or fit(L, R, config)
     lrow = np.flatnonzero(L.record_id == left_id)
     rrow = np.flatnonzero(R.record_id == right_id)
     if len(lrow) == 0 or len(rrow) == 0:
         raise KeyError("left record not found" if len(lrow) == 0 else "right record not found")
     li, ri = lrow[:1], rrow[:1]
-    gamma = compare(L, R, li, ri, config.workers)
+    if config.profile == "general":
+        gamma = general.compare(L, R, li, ri, config.workers)  # type: ignore[arg-type]  # L, R from prepare_general
+    else:
+        gamma = compare(L, R, li, ri, config.workers)
     weights = contributions(model, L, R, li, ri, gamma, config.term_frequency)[0]
     rows = [
         {
