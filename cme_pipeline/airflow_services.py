@@ -142,6 +142,7 @@ def celery_set(settings: Settings, airflow: str, env: dict[str, str], broker_url
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata,
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "cme_pipeline.celery_worker.CELERY_CONFIG",
     }
     if "AIRFLOW__CORE__PARALLELISM" not in os.environ:  # an operator's setting still wins
         env["AIRFLOW__CORE__PARALLELISM"] = str(workers * concurrency)
