@@ -8,7 +8,7 @@ the suite's budget.
 
 1. An undisturbed run of `cme_matching` for all 22 LAs: tasks land on both workers (Airflow's
    TaskInstance.hostname tells them apart), the run succeeds and its evidence verifies.
-2. The same seed again; while one worker runs a `match` task it is killed with SIGKILL, with every
+2. The same extracts again (same seed), dated a day later; while one worker runs a `match` task it is killed with SIGKILL, with every
    process below it (as a machine lost would be). Airflow notices the task's heartbeat stop, the
    task is retried on the other worker, the run converges: per-LA outcomes equal the undisturbed
    run's, each delivery is processed once, and `cme evidence verify` passes.
@@ -106,6 +106,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresSer
         "CME_KEYSTORE": f"file:{root / 'keys'}",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": HEARTBEAT_TIMEOUT,
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        # A message the killed worker had taken but not yet started leaves its task queued in
+        # Airflow; after this long the scheduler queues it again (default 600 s).
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "180",
     }
     home = root / "home"
     settings = load_settings(home, environ=env)
@@ -189,7 +192,7 @@ def test_all_22_las_run_on_both_workers(stack: Stack) -> None:
 
 def test_a_worker_killed_mid_task_is_retried_on_the_other_and_the_run_converges(stack: Stack) -> None:
     assert stack.reference, "needs the undisturbed run of the test before"
-    simulate_to_home(stack.settings, list(LA_CODES), children=CHILDREN, seed=SEED)  # the same children again
+    _send_the_same_extracts_again(stack.settings)
     run_id = stack.trigger()
 
     def match_running() -> tuple[str, int, str] | None:
@@ -199,7 +202,7 @@ def test_a_worker_killed_mid_task_is_retried_on_the_other_and_the_run_converges(
         return None
 
     while (running := match_running()) is None:  # polled fast: a small LA's match takes seconds
-        assert stack.process.poll() is None and stack.api.call("GET", stack.run_path(run_id))["state"] == "running"
+        assert stack.process.poll() is None and stack.api.call("GET", stack.run_path(run_id))["state"] in ("queued", "running")
         time.sleep(0.2)
     task_id, map_index, victim = running
     _kill_worker(stack.process.pid, victim)
@@ -231,6 +234,19 @@ def test_a_worker_killed_mid_task_is_retried_on_the_other_and_the_run_converges(
     verified = stack.cme("evidence", "verify", "--run", run_id)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"{victim} stopped unexpectedly" in stack.log.read_text(errors="replace")
+
+
+def _send_the_same_extracts_again(settings: Settings) -> None:
+    """The partner sends each LA the same extract again (same seed: the same children), dated a
+    day later: an extract not newer than the last processed one is refused as a replay."""
+    import datetime as dt
+
+    from cme_pipeline.simulate.package import package_extract
+    from cme_pipeline.simulate.wales import simulate_las
+
+    for sim in simulate_las(list(LA_CODES), CHILDREN, SEED):
+        package_extract(settings, sim.la_code, sim.extract.to_csv(index=False).encode("utf-8"),
+                        extract_date=sim.extract_date + dt.timedelta(days=1))
 
 
 def _kill_worker(supervisor_pid: int, name: str) -> None:
