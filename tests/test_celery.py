@@ -183,6 +183,9 @@ def test_all_22_las_run_on_both_workers(stack: Stack) -> None:
     per_la = [t for t in tasks if t["task_id"].startswith("per_la.") and t["task_id"] != "per_la.abandon"]
     assert len(per_la) == 22 * 6 and {t["state"] for t in per_la} == {"success"}
     assert {_worker_of(t["hostname"]) for t in per_la} == {"worker1", "worker2"}
+    # Undisturbed, no task needed its retry: LAs' tasks running at once do not trip over each
+    # other in the shared home (each once walked the whole home while another renamed files).
+    assert {t["try_number"] for t in per_la} == {1}, sorted((t["task_id"], t["map_index"]) for t in per_la if t["try_number"] > 1)
     outcomes = stack.outcomes(run_id)
     assert all(o["completed"] and o["received"] for o in outcomes.values()), outcomes
     verified = stack.cme("evidence", "verify", "--run", run_id)
@@ -268,3 +271,10 @@ def test_sigterm_ends_every_process_it_started(stack: Stack) -> None:
     assert stack.process.wait(timeout=600) == 0  # a fail-safe, not a speed check
     left = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not left, [(p.pid, p.name()) for p in left]
+    # Each component had its own working directory; the broker kept nothing on disk, and its
+    # configuration (which holds its password) was for the owner alone.
+    services = stack.settings.airflow_home / "services"
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer", "workers/worker1", "workers/worker2", "redis"):
+        assert (services / name).stat().st_mode & 0o777 == 0o700, name
+    assert (services / "redis" / "redis.conf").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (services / "redis").iterdir()) == ["redis.conf"]
