@@ -10,8 +10,9 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON := $(abspath $(VENV))/bin/python
 
 # Debian packages the tests need (a real PKCS#11 token for the pkcs11: key store; a real browser
-# and its WebDriver for tests/test_ui_pages.py).
-SYSTEM_PACKAGES := softhsm2 chromium chromium-driver
+# and its WebDriver for tests/test_ui_pages.py; PostgreSQL and the Redis broker for the
+# CeleryExecutor tests, tests/test_celery.py).
+SYSTEM_PACKAGES := softhsm2 chromium chromium-driver postgresql redis-server
 
 .PHONY: demo test lint unit bench airflow clean system-packages
 

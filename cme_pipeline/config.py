@@ -3,7 +3,8 @@
 ``CME_HOME`` (default ``./var``) holds everything; ``CME_DATABASE_URL`` points the LA store at
 PostgreSQL (default: one SQLite file per LA under the home); ``CME_AIRFLOW_DATABASE_URL`` points
 Airflow's metadata database at PostgreSQL (default: SQLite under the home's ``airflow/``);
-``CME_KEYSTORE`` says where keys live (DESIGN.md §9; default ``file:<home>.keys``, a sibling of the
+``CME_CELERY_BROKER_URL`` is the Celery broker of ``cme airflow --executor celery`` (default: a Redis
+it starts itself); ``CME_KEYSTORE`` says where keys live (DESIGN.md §9; default ``file:<home>.keys``, a sibling of the
 home and never inside it, so a backup of the home cannot bring back a destroyed key).
 Other modules take a ``Settings``; ``home.py`` turns it into services.
 """
@@ -41,6 +42,7 @@ DEFAULT_POSSIBLE_THRESHOLD = 0.50
 # would "match" every child and destroy the whole delivery. Below this floor nothing runs.
 MATCH_THRESHOLD_FLOOR = 0.90
 KEYSTORE_SCHEMES = ("file:", "pkcs11:")
+CELERY_BROKER_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Settings:
     home: Path
     database_url: str | None = None  # None: per-LA SQLite under the home
     airflow_database_url: str | None = None  # None: Airflow's SQLite under the home
+    celery_broker_url: str | None = None  # None: `cme airflow --executor celery` starts its own Redis
     match_threshold: float = DEFAULT_MATCH_THRESHOLD
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD
     retention_days: int = DEFAULT_RETENTION_DAYS
@@ -173,6 +176,9 @@ def load_settings(
         if keys_dir == home_path or home_path in keys_dir.parents:
             raise ConfigError("CME_KEYSTORE must not be inside CME_HOME: a backup of the home would keep the keys")
         keystore = f"file:{keys_dir}"
+    broker = env.get("CME_CELERY_BROKER_URL") or None
+    if broker is not None and not broker.startswith(CELERY_BROKER_SCHEMES):
+        raise ConfigError("CME_CELERY_BROKER_URL must be a redis://, rediss://, amqp:// or amqps:// URL")
     pins = tuple(
         (la.strip(), value.strip())
         for la, _, value in (part.partition("=") for part in (env.get("CME_EVIDENCE_PINS") or "").split(";") if part.strip())
@@ -184,5 +190,6 @@ def load_settings(
         evidence_pins=pins,
         database_url=urls["CME_DATABASE_URL"],
         airflow_database_url=urls["CME_AIRFLOW_DATABASE_URL"],
+        celery_broker_url=broker,
         keystore=keystore,
     )

@@ -105,11 +105,27 @@ def tighten(root: Path) -> int:
     """Make ``root`` and everything under it owner-only (dirs 0700, files 0600); return how many changed.
 
     Run at start: whatever the umask was when a file was made, or what an earlier version left,
-    nobody else on the machine may read the home (it holds the registers in plain text).
+    nobody else on the machine may read the home (it holds the registers in plain text). Other
+    processes may be working in the home meanwhile (Airflow runs several LAs' tasks at once): a
+    file or directory that disappears during the walk (a temporary file renamed into place) is
+    simply not there to tighten.
     """
     changed = 0
     if not root.exists():
         return changed
+    for directory, subdirectories, files in os.walk(root):  # os.walk skips a directory that vanished
+        for path in (Path(directory), *(Path(directory, name) for name in files)):
+            try:
+                if path.is_symlink():
+                    continue
+                mode = path.stat().st_mode & 0o777
+                if mode & 0o077:  # group or others may read, write or enter: take it away
+                    path.chmod((mode & 0o700) | (0o700 if path.is_dir() else 0))
+                    changed += 1
+            except FileNotFoundError:
+                continue
+        subdirectories[:] = [d for d in subdirectories if not Path(directory, d).is_symlink()]
+    return changed
     for path in (root, *root.rglob("*")):
         if path.is_symlink():
             continue

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from softhsm import use_keystore
 
@@ -40,6 +41,8 @@ READY_WITHIN = 600  # seconds: a fail-safe so a broken start cannot hang the sui
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
     """End a server started in its own process group: SIGTERM, then SIGKILL after a minute."""
+    if process.poll() is not None:
+        return
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=60)
@@ -174,3 +177,16 @@ def test_standalone_log_holds_no_personal_data(airflow_ui: tuple[Api, subprocess
     logs = [settings.home.parent / "standalone.log", *Path(settings.airflow_home / "logs").rglob("*.log")]
     text = b"".join(p.read_bytes() for p in logs if p.is_file())
     assert text and not [n for n in numbers if n.encode() in text]
+
+
+def test_sigterm_to_cme_airflow_ends_every_process_it_started(airflow_ui: tuple[Api, subprocess.Popen[bytes], Settings]) -> None:
+    # As a service manager stops it: one SIGTERM to `cme airflow` alone, not to its group.
+    # (Before it supervised its children, the scheduler, triggerer, API server and task
+    # processes lived on.) Last in the module: it ends the fixture's Airflow.
+    _, process, _ = airflow_ui
+    started = [p for p in psutil.Process(process.pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    assert len(started) >= 4, [p.name() for p in started]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=READY_WITHIN) == 0  # a fail-safe, not a speed check
+    left = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [(p.pid, p.name()) for p in left]

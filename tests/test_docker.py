@@ -76,3 +76,26 @@ def test_image_installs_fab_pinned_and_hashed_and_finds_the_pages_plugin() -> No
     lines = [ln for ln in (DOCKER / "fab-requirements.txt").read_text().splitlines() if ln and ln[0].isalnum()]
     assert "apache-airflow-providers-fab==3.10.2 \\" in lines
     assert all("==" in ln and ln.endswith("\\") for ln in lines)  # every package pinned, each followed by its hashes
+
+
+def test_compose_is_the_arrangement_cme_airflow_celery_starts() -> None:
+    # `cme airflow --executor celery` starts the same components where there is no container
+    # engine: the same Airflow commands, two workers, the same Celery settings, the key store
+    # and the LA home on volumes every Airflow service shares, and a broker that keeps nothing.
+    from cme_pipeline.airflow_services import celery_set
+    from cme_pipeline.config import Settings
+
+    settings = Settings(home=Path("/h"), database_url="postgresql://c@db/cme", airflow_database_url="postgresql://a@db/airflow")
+    specs = celery_set(settings, "airflow", {"AIRFLOW__API__PORT": "8080"}, "redis://broker", workers=2, concurrency=2)
+    services = _compose()["services"]
+    airflow = {name: s for name, s in services.items() if name.startswith("airflow-") and name != "airflow-init"}
+    assert sorted(s["command"] for s in airflow.values()) == sorted(
+        {spec.argv[1] if not spec.redundant else " ".join(spec.argv[1:3]) for spec in specs})
+    assert services["airflow-worker"]["deploy"]["replicas"] == sum(spec.redundant for spec in specs) == 2
+    for name, service in airflow.items():
+        env = service["environment"]
+        for key in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"):
+            assert env[key] == specs[0].env[key], (name, key)
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
+        assert {v.split(":")[0] for v in service["volumes"]} >= {"cme-home", "cme-keys", "airflow-logs"}, name
+    assert services["redis"]["command"] == ["redis-server", "--save", "", "--appendonly", "no"]

@@ -43,15 +43,3 @@ def home_lock(settings: Settings) -> Iterator[None]:
     finally:
         os.close(fd)
 
-
-def lock_home_across_exec(settings: Settings) -> None:
-    """Take the home's run lock and keep it through ``exec`` for the life of the new program.
-
-    ``cme airflow`` becomes Airflow's scheduler, which runs ``cme_matching`` on this home; a
-    ``cme run`` beside it would open the same deliveries, so it must refuse while Airflow runs.
-
-    Args:
-        settings: the home to lock.
-    """
-    fd = _acquire(settings)
-    os.set_inheritable(fd, True)  # the flock belongs to the open file, which exec keeps
