@@ -45,6 +45,8 @@ OUTCOMES: dict[str, str] = {
     "not_resident": "GP registration out of date / child not resident",
     "added_to_cme": "confirmed missing education, added to the CME register",
     "under_enquiry": "still under enquiry",
+    # recorded by the cross-LA check (la/cross_la.py), not chosen by the officer
+    "other_la_register": "on another Welsh LA's register (cross-LA check)",
 }
 KEEPS = frozenset({"under_enquiry"})  # the child stays held
 DECISION_COLUMNS = ("ref", "outcome")
