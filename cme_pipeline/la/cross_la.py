@@ -4,9 +4,9 @@ Once every LA of a round has run, each LA's `unmatched` children are looked for 
 LAs' registers by privacy-preserving record linkage (docs/cross-la.md):
 
 1. a secret the LAs share for this check only is created in the key store;
-2. each LA encodes its unmatched children and its register records as hardened Bloom filters
-   (``linkage.encode``) under that secret, and gives them to the linkage unit with a per-check
-   index, never a record id;
+2. each LA encodes its unmatched children and those of its register records its own run did not
+   match (a matched one is a pupil living here) as hardened Bloom filters (``linkage.encode``)
+   under that secret, and gives them to the linkage unit with its LA's index, never a record id;
 3. the linkage unit (``linkage.unit``, a separate process holding no secret) answers, for each
    child, the LA whose register holds them, if any; nothing about which register record;
 4. the secret is destroyed (the encodings, in memory only, go with the process);
@@ -33,6 +33,7 @@ from cme_pipeline.linkage import DEFAULT_THRESHOLD, ClkConfig, encode, run_linka
 from cme_pipeline.store import follow_up as fstore
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
+from cme_pipeline.store.register_claims import claimed
 from cme_pipeline.store.registers import load_registers
 
 OUTCOME = "other_la_register"  # the follow-up outcome a child found elsewhere is resolved with
@@ -56,7 +57,18 @@ class CrossLaResult:
 
 
 def _register_records(home: Home, la_code: str) -> pd.DataFrame:
-    frames = [f.reindex(columns=list(_PERSON)) for f in load_registers(home.store(la_code), la_code).values()]
+    """The LA's register records its own latest run did not match to a child of its extract.
+
+    A matched record is a pupil living here; leaving them out keeps another LA's child who only
+    shares their name and date of birth from being "found", and keeps them out of the check.
+    """
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        taken = claimed(conn, la_code)
+    frames = []
+    for source, frame in load_registers(engine, la_code).items():
+        free = [(source, str(r)) not in taken for r in frame["record_id"]]
+        frames.append(frame.loc[free].reindex(columns=list(_PERSON)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(_PERSON))
 
 
