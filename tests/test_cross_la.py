@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 
 from cme_pipeline import matching
 from cme_pipeline.cli import main
-from cme_pipeline.config import Settings
+from cme_pipeline.config import Settings, load_settings
 from cme_pipeline.crypto.clk import (
     TokenHasher,
     create_round_secret,
@@ -131,7 +132,7 @@ def _run_round(settings: Settings) -> Round:
     """Three neighbouring LAs simulated, matched and minimised as their runs would."""
     home = open_home(settings)
     parts = []
-    for sim in simulate_las(LAS, children=2400, seed=11, year_start=2026, cross_la_rate=0.05):
+    for sim in simulate_las(LAS, children=1800, seed=11, year_start=2026, cross_la_rate=0.05):
         engine = home.store(sim.la_code)
         for source, frame in sim.registers.items():
             replace_register(engine, sim.la_code, source, frame, as_of=TODAY)
@@ -155,14 +156,16 @@ def _held_refs(settings: Settings, la_code: str) -> set[tuple[str, str]]:
     return set(zip(frame["delivery_id"], frame["health_record_id"], strict=True))
 
 
-def test_the_check_removes_children_found_elsewhere_and_never_one_on_no_register(settings: Settings) -> None:
+def test_the_check_removes_children_found_elsewhere_and_never_one_on_no_register(tmp_path: Path) -> None:
+    # The file key store only: the secret's life on a token is test_the_round_secret_is_gone_after_the_check[pkcs11].
+    settings = load_settings(tmp_path / "home", environ={})
     r = _run_round(settings)
     before = {code: _held_refs(settings, code) for code in LAS}
     results = cross_la.check_round(open_home(settings), LAS, today=TODAY, round_id="test-round")
     assert not open_home(settings).keys.names("cross_la")  # the shared secret is destroyed
 
     by_ref = r.truth.set_index(["delivery_id", "health_record_id"])
-    removed_total, cross_held = 0, 0
+    removed_total, cross_held, noted = 0, 0, 0
     for res in results:
         after = _held_refs(settings, res.la_code)
         removed = before[res.la_code] - after
@@ -179,9 +182,13 @@ def test_the_check_removes_children_found_elsewhere_and_never_one_on_no_register
         entries = [json.loads(line) for line in files.ledger_file(settings, res.la_code).read_text().splitlines()]
         entry = next(e for e in entries if e["event"] == "cross_la_check")
         assert entry["facts"] == {"checked": len(before[res.la_code]), "found_on_other_la_register": res.found_in,
-                                  "removed": res.removed}
+                                  "removed": res.removed, "possibly_on_other_la_register": res.possible_in}
         text = json.dumps(entry)
         assert not any(f'"{ref[1]}"' in text for ref in removed) and not any(n in text for n in facts["nhs_number"])
         summary = follow_up.report_summary(open_home(settings), res.la_code, TODAY)
         assert summary.resolved_by_outcome.get(follow_up.OUTCOMES[cross_la.OUTCOME], 0) == res.removed
-    assert cross_held > 20 and removed_total >= 0.8 * cross_held
+        # those only possibly elsewhere stay held, with a note naming the LA to call first
+        notes = [c.note for c in follow_up.held(open_home(settings), res.la_code, TODAY) if c.note]
+        assert sorted(notes) == sorted(f"possibly_on_{o}" for o, n in res.possible_in.items() for _ in range(n))
+        noted += sum(res.possible_in.values())
+    assert cross_held > 20 and removed_total >= 0.5 * cross_held and removed_total + noted >= 0.9 * cross_held

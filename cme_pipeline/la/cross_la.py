@@ -11,8 +11,9 @@ LAs' registers by privacy-preserving record linkage (docs/cross-la.md):
    child, the LA whose register holds them, if any; nothing about which register record;
 4. the secret is destroyed (the encodings, in memory only, go with the process);
 5. each LA deletes the children found elsewhere from its retained list, as a follow-up finding
-   ``other_la_register`` (row deleted, retained key rotated), and records in its ledger how many
-   were found on each other LA's register: LA codes and counts, never a child.
+   ``other_la_register`` (row deleted, retained key rotated), notes those only possibly found
+   (``possibly_on_<LA code>``, kept), and records in its ledger how many were found on, or
+   possibly on, each other LA's register: LA codes and counts, never a child.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,13 @@ from cme_pipeline import evidence
 from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
 from cme_pipeline.home import Home
 from cme_pipeline.la.minimise import read_retained
-from cme_pipeline.linkage import DEFAULT_THRESHOLD, ClkConfig, encode, run_linkage_unit
+from cme_pipeline.linkage import (
+    DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    ClkConfig,
+    encode,
+    run_linkage_unit,
+)
 from cme_pipeline.store import follow_up as fstore
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
@@ -38,6 +45,7 @@ from cme_pipeline.store.registers import load_registers
 
 OUTCOME = "other_la_register"  # the follow-up outcome a child found elsewhere is resolved with
 RUN_PREFIX = evidence.CROSS_LA_RUN_PREFIX
+POSSIBLE_NOTE = "possibly_on_"  # + the other LA's code: the officer's first call is to that LA
 _PERSON = ("forename", "middle_names", "surname", "dob", "sex", "postcode")
 
 
@@ -49,6 +57,7 @@ class CrossLaResult:
     checked: int  # unmatched children looked for
     found_in: dict[str, int]  # other LA's code -> children of ours found on its registers
     run_id: str
+    possible_in: dict[str, int] = field(default_factory=dict)  # noted "possibly on LA X's register", kept
 
     @property
     def removed(self) -> int:
@@ -75,6 +84,7 @@ def _register_records(home: Home, la_code: str) -> pd.DataFrame:
 def check_round(
     home: Home, la_codes: list[str], register_las: list[str] | None = None, today: dt.date | None = None,
     threshold: float = DEFAULT_THRESHOLD, config: ClkConfig | None = None, round_id: str | None = None,
+    possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD,
 ) -> list[CrossLaResult]:
     """Look for each LA's unmatched children on the other LAs' registers; remove those found.
 
@@ -84,7 +94,10 @@ def check_round(
         register_las: the LAs whose registers are searched (default: ``la_codes``); an LA is
             never searched for its own children.
         today: the day (retention is judged by it; default today).
-        threshold: the Dice similarity at or above which a child counts as found.
+        threshold: the Dice similarity at or above which a child counts as found (and is removed).
+        possible_threshold: from here up to ``threshold`` a child is only noted as possibly on
+            that LA's register (``possibly_on_<LA code>``) and kept: name and date of birth agree
+            but not the postcode, as for a child who moved, and as for a namesake.
         config: how encodings are built (the same for every LA).
         round_id: the check's id (default: a fresh one); names its secret and ledger run id.
     """
@@ -113,32 +126,38 @@ def check_round(
     finally:
         destroy_round_secret(home.keys, round_id)  # no encoding can be made or compared again
     found = run_linkage_unit(np.concatenate(q_parts), np.concatenate(q_party),
-                             np.concatenate(t_parts), np.concatenate(t_party), threshold)
+                             np.concatenate(t_parts), np.concatenate(t_party), min(possible_threshold, threshold))
     del q_parts, t_parts
-    hits = dict(zip(found.query.tolist(), found.party.tolist(), strict=True))
+    hits = {q: (parties[p], d >= threshold)
+            for q, p, d in zip(found.query.tolist(), found.party.tolist(), found.dice.tolist(), strict=True)}
     results, offset = [], 0
     for code, refs in queries:
-        mine = {refs[q - offset]: parties[p] for q, p in hits.items() if offset <= q < offset + len(refs)}
+        mine = {refs[q - offset]: hit for q, hit in hits.items() if offset <= q < offset + len(refs)}
         offset += len(refs)
-        results.append(_remove_found(home, code, mine, len(refs), today, run_id))
+        results.append(_apply(home, code, mine, len(refs), today, run_id))
     return results
 
 
-def _remove_found(home: Home, la_code: str, found: dict[tuple[str, str], str], checked: int, today: dt.date,
-                  run_id: str) -> CrossLaResult:
-    """Delete the children found elsewhere (as a follow-up finding) and record the counts."""
+def _apply(home: Home, la_code: str, found: dict[tuple[str, str], tuple[str, bool]], checked: int, today: dt.date,
+           run_id: str) -> CrossLaResult:
+    """Delete the children found elsewhere (as a follow-up finding), note the possible ones, record counts."""
     engine = home.store(la_code)
     with engine.begin() as conn:
         live = fstore.live_children(conn, la_code, today)
-        gone = [key for key in found if key in live]
+        gone = [key for key, (_, sure) in found.items() if sure and key in live]
+        maybe = [key for key, (_, sure) in found.items() if not sure and key in live]
         rstore.delete_retained_keys(conn, la_code, gone)
         fstore.record_resolutions(conn, la_code, [(OUTCOME, live[k]) for k in gone], today)
+        for other in sorted({found[k][0] for k in maybe}):
+            fstore.set_notes(conn, la_code, [k for k in maybe if found[k][0] == other], f"{POSSIBLE_NOTE}{other}", today)
     if gone:
         sstore.release_deleted_space(engine)
         rstore.finish_shredding(engine, home.keys, la_code)
-    counts = dict(sorted(Counter(found[k] for k in gone).items()))
+    counts = dict(sorted(Counter(found[k][0] for k in gone).items()))
+    possible = dict(sorted(Counter(found[k][0] for k in maybe).items()))
     evidence.record(home.settings, la_code, run_id, "cross_la_check", {
         "checked": checked, "found_on_other_la_register": counts, "removed": len(gone),
+        "possibly_on_other_la_register": possible,
     })
     evidence.checkpoint(home.settings, home.keys, la_code)
-    return CrossLaResult(la_code, checked, counts, run_id)
+    return CrossLaResult(la_code, checked, counts, run_id, possible)

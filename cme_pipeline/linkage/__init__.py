@@ -5,6 +5,12 @@ secret (``unit``). Arrays in and out: no storage, no keys (those stay in ``crypt
 from __future__ import annotations
 
 from cme_pipeline.linkage.encode import ClkConfig, encode
-from cme_pipeline.linkage.unit import DEFAULT_THRESHOLD, Found, link_encodings, run_linkage_unit
+from cme_pipeline.linkage.unit import (
+    DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    Found,
+    link_encodings,
+    run_linkage_unit,
+)
 
-__all__ = ["DEFAULT_THRESHOLD", "ClkConfig", "Found", "encode", "link_encodings", "run_linkage_unit"]
+__all__ = ["DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD", "ClkConfig", "Found", "encode", "link_encodings", "run_linkage_unit"]

@@ -29,7 +29,8 @@ def run_check(settings: Settings, la_codes: list[str]) -> dict[str, dict[str, An
     if not la_codes or len(set(searched) | set(la_codes)) < 2:
         return {}
     results = check_round(open_home(settings), la_codes, searched)
-    return {r.la_code: {"checked": r.checked, "removed": r.removed, "found_in": r.found_in} for r in results}
+    return {r.la_code: {"checked": r.checked, "removed": r.removed, "found_in": r.found_in,
+                        "possible_in": r.possible_in} for r in results}
 
 
 def cross_la_check(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
