@@ -22,10 +22,11 @@ from cme_pipeline.crypto.clk import (
     destroy_round_secret,
     token_hasher,
 )
-from cme_pipeline.errors import KeyUnavailable
+from cme_pipeline.crypto.transfer import transfer_cipher
+from cme_pipeline.errors import KeyUnavailable, UsageError
 from cme_pipeline.evidence import files
 from cme_pipeline.home import open_home
-from cme_pipeline.la import cross_la, follow_up
+from cme_pipeline.la import cross_la, follow_up, transfers
 from cme_pipeline.la import minimise as m
 from cme_pipeline.linkage import ClkConfig, encode, link_encodings, run_linkage_unit
 from cme_pipeline.linkage.encode import bigrams
@@ -192,3 +193,37 @@ def test_the_check_removes_children_found_elsewhere_and_never_one_on_no_register
         assert sorted(notes) == sorted(f"possibly_on_{o}" for o, n in res.possible_in.items() for _ in range(n))
         noted += sum(res.possible_in.values())
     assert cross_held > 20 and removed_total >= 0.5 * cross_held and removed_total + noted >= 0.9 * cross_held
+    _transfers_are_sealed_to_the_receiving_la_and_overdue_until_acknowledged(r, results)
+
+
+def _transfers_are_sealed_to_the_receiving_la_and_overdue_until_acknowledged(
+    r: Round, results: list[cross_la.CrossLaResult]
+) -> None:
+    settings, home = r.settings, open_home(r.settings)
+    sent = {res.la_code: res.found_in for res in results if res.removed}
+    assert sent
+    sender, counts = next(iter(sent.items()))
+    receiver = next(iter(counts))
+    outgoing = [t for t in transfers.listed(home, sender) if t.direction == "out" and t.other_la == receiver]
+    incoming = [t for t in transfers.listed(home, receiver) if t.direction == "in" and t.other_la == sender]
+    assert len(outgoing) == counts[receiver] and {t.transfer_id for t in outgoing} == {t.transfer_id for t in incoming}
+    tid = incoming[0].transfer_id
+    record = transfers.open_incoming(home, receiver, tid)  # the receiving LA reads the child it now knows about
+    child = r.truth[r.truth["nhs_number"] == record["nhs_number"]].iloc[0]
+    assert child["la_code"] == sender and child["other_la"] == receiver
+    for code in (sender, receiver):  # both ledgers: ids and counts, never the child
+        text = files.ledger_file(settings, code).read_text()
+        assert tid in text and record["nhs_number"] not in text and str(record["surname"]) not in text
+
+    late = (TODAY + dt.timedelta(days=29)).isoformat()
+    assert main(["--home", str(settings.home), "transfers", "list", "--la", sender, "--today", late]) == 0
+    assert main(["--home", str(settings.home), "transfers", "list", "--la", receiver, "--today", late]) == 0
+    assert main(["--home", str(settings.home), "transfers", "acknowledge", "--la", receiver, "--id", tid]) == 0
+    assert main(["--home", str(settings.home), "transfers", "acknowledge", "--la", sender, "--id", tid]) != 0  # not its to acknowledge
+    with pytest.raises(UsageError):
+        transfers.open_incoming(home, receiver, tid)  # gone once acknowledged
+    with pytest.raises(KeyUnavailable):
+        transfer_cipher(home.keys, receiver, tid)  # and its key with it
+    acknowledged = {t.transfer_id: t for t in transfers.listed(home, sender)}[tid]
+    assert acknowledged.acknowledged_on == TODAY and not acknowledged.overdue(TODAY + dt.timedelta(days=40))
+    assert all(t.overdue(TODAY + dt.timedelta(days=29)) for t in transfers.listed(home, sender) if t.transfer_id != tid)

@@ -15,6 +15,7 @@ from cme_pipeline.evidence.ledger import (
     FOLLOW_UP_RUN_PREFIX,
     REGISTERS_RUN_PREFIX,
     REVIEW_RUN_PREFIX,
+    TRANSFER_RUN_PREFIX,
     EvidenceRefused,
     record,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "EVENTS",
     "CertificateFacts",
     "CROSS_LA_RUN_PREFIX",
+    "TRANSFER_RUN_PREFIX",
     "FOLLOW_UP_RUN_PREFIX",
     "REGISTERS_RUN_PREFIX",
     "REVIEW_RUN_PREFIX",

@@ -10,7 +10,9 @@ LAs' registers by privacy-preserving record linkage (docs/cross-la.md):
 3. the linkage unit (``linkage.unit``, a separate process holding no secret) answers, for each
    child, the LA whose register holds them, if any; nothing about which register record;
 4. the secret is destroyed (the encodings, in memory only, go with the process);
-5. each LA deletes the children found elsewhere from its retained list, as a follow-up finding
+5. each LA transfers the children found elsewhere to the LA that holds them (``la/transfers.py``:
+   the record sealed into that LA's store, acknowledged there within 28 days) and deletes them
+   from its retained list, as a follow-up finding
    ``other_la_register`` (row deleted, retained key rotated), notes those only possibly found
    (``possibly_on_<LA code>``, kept), and records in its ledger how many were found on, or
    possibly on, each other LA's register: LA codes and counts, never a child.
@@ -29,6 +31,7 @@ import pandas as pd
 from cme_pipeline import evidence
 from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
 from cme_pipeline.home import Home
+from cme_pipeline.la import transfers
 from cme_pipeline.la.minimise import read_retained
 from cme_pipeline.linkage import (
     DEFAULT_POSSIBLE_THRESHOLD,
@@ -105,7 +108,7 @@ def check_round(
     round_id = round_id or f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
     run_id = f"{RUN_PREFIX}{round_id}"
     parties = list(dict.fromkeys([*la_codes, *(register_las or la_codes)]))
-    queries: list[tuple[str, list[tuple[str, str]]]] = []
+    queries: list[tuple[str, list[tuple[str, str]], pd.DataFrame]] = []
     create_round_secret(home.keys, round_id)
     try:
         hasher = token_hasher(home.keys, round_id)
@@ -113,10 +116,9 @@ def check_round(
         for i, code in enumerate(parties):
             if code in la_codes:
                 held = read_retained(home, code, outcome="unmatched", today=today)
-                queries.append((code, list(zip(held["delivery_id"], held["health_record_id"], strict=True))))
+                queries.append((code, list(zip(held["delivery_id"], held["health_record_id"], strict=True)), held))
                 q_parts.append(encode(held.reindex(columns=list(_PERSON)), hasher, config))
                 q_party.append(np.full(len(held), i, dtype=np.int64))
-                del held
             if code in (register_las or la_codes):
                 registers = _register_records(home, code)
                 t_parts.append(encode(registers, hasher, config))
@@ -131,21 +133,27 @@ def check_round(
     hits = {q: (parties[p], d >= threshold)
             for q, p, d in zip(found.query.tolist(), found.party.tolist(), found.dice.tolist(), strict=True)}
     results, offset = [], 0
-    for code, refs in queries:
+    for code, refs, held in queries:
         mine = {refs[q - offset]: hit for q, hit in hits.items() if offset <= q < offset + len(refs)}
         offset += len(refs)
-        results.append(_apply(home, code, mine, len(refs), today, run_id))
+        results.append(_apply(home, code, mine, held, today, run_id))
     return results
 
 
-def _apply(home: Home, la_code: str, found: dict[tuple[str, str], tuple[str, bool]], checked: int, today: dt.date,
-           run_id: str) -> CrossLaResult:
-    """Delete the children found elsewhere (as a follow-up finding), note the possible ones, record counts."""
+def _apply(home: Home, la_code: str, found: dict[tuple[str, str], tuple[str, bool]], held: pd.DataFrame,
+           today: dt.date, run_id: str) -> CrossLaResult:
+    """Transfer the children found elsewhere to that LA and delete them here (as a follow-up
+    finding), note the possible ones, record counts."""
     engine = home.store(la_code)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         live = fstore.live_children(conn, la_code, today)
-        gone = [key for key, (_, sure) in found.items() if sure and key in live]
-        maybe = [key for key, (_, sure) in found.items() if not sure and key in live]
+    gone = [key for key, (_, sure) in found.items() if sure and key in live]
+    maybe = [key for key, (_, sure) in found.items() if not sure and key in live]
+    if gone:  # sent first: a crash before the deletion leaves them held, to be found again
+        by_ref = held.set_index(["delivery_id", "health_record_id"], drop=False)
+        transfers.send(home, la_code, by_ref.loc[gone].reset_index(drop=True), [found[k][0] for k in gone], today,
+                       run_id)
+    with engine.begin() as conn:
         rstore.delete_retained_keys(conn, la_code, gone)
         fstore.record_resolutions(conn, la_code, [(OUTCOME, live[k]) for k in gone], today)
         for other in sorted({found[k][0] for k in maybe}):
@@ -156,8 +164,8 @@ def _apply(home: Home, la_code: str, found: dict[tuple[str, str], tuple[str, boo
     counts = dict(sorted(Counter(found[k][0] for k in gone).items()))
     possible = dict(sorted(Counter(found[k][0] for k in maybe).items()))
     evidence.record(home.settings, la_code, run_id, "cross_la_check", {
-        "checked": checked, "found_on_other_la_register": counts, "removed": len(gone),
+        "checked": len(held), "found_on_other_la_register": counts, "removed": len(gone),
         "possibly_on_other_la_register": possible,
     })
     evidence.checkpoint(home.settings, home.keys, la_code)
-    return CrossLaResult(la_code, checked, counts, run_id, possible)
+    return CrossLaResult(la_code, len(held), counts, run_id, possible)
