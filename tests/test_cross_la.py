@@ -187,7 +187,7 @@ def test_the_check_removes_children_found_elsewhere_and_never_one_on_no_register
         text = json.dumps(entry)
         assert not any(f'"{ref[1]}"' in text for ref in removed) and not any(n in text for n in facts["nhs_number"])
         summary = follow_up.report_summary(open_home(settings), res.la_code, TODAY)
-        assert summary.resolved_by_outcome.get(follow_up.OUTCOMES[cross_la.OUTCOME], 0) == res.removed
+        assert summary.resolved_by_outcome.get(follow_up.LABELS[cross_la.OUTCOME], 0) == res.removed
         # those only possibly elsewhere stay held, with a note naming the LA to call first
         notes = [c.note for c in follow_up.held(open_home(settings), res.la_code, TODAY) if c.note]
         assert sorted(notes) == sorted(f"possibly_on_{o}" for o, n in res.possible_in.items() for _ in range(n))
