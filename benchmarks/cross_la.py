@@ -32,7 +32,13 @@ from cme_pipeline import matching
 from cme_pipeline.areas import LA_CODES
 from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
 from cme_pipeline.home import open_keystore
-from cme_pipeline.linkage import DEFAULT_THRESHOLD, encode, link_encodings, run_linkage_unit
+from cme_pipeline.linkage import (
+    DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    encode,
+    link_encodings,
+    run_linkage_unit,
+)
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate.wales import simulate_las
 
@@ -95,6 +101,10 @@ def calibration(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
     best[found.query] = found.dice
     cross = (queries["other_la"] != "").to_numpy()
     none = ~cross & ~queries["own_register"].to_numpy()
+    band = (best >= DEFAULT_POSSIBLE_THRESHOLD) & (best < DEFAULT_THRESHOLD)
+    print(f"possible band [{DEFAULT_POSSIBLE_THRESHOLD}, {DEFAULT_THRESHOLD}): {int(band[cross].sum())} children on another "
+          f"LA's register and {int(band[none].sum())} on no register noted (kept); found or noted: "
+          f"{np.mean(best[cross] >= DEFAULT_POSSIBLE_THRESHOLD):.4f} of those on another LA's register")
     print(f"calibration: best Dice of children on no register: max {best[none].max():.3f}, "
           f"top 5 {np.round(np.sort(best[none])[-5:], 3).tolist()}")
     for th in (0.76, 0.78, 0.80, 0.82, 0.84, 0.86, 0.88, 0.90):

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cme_pipeline.crypto.clk import TokenHasher
-from cme_pipeline.matching.normalise import as_text, given_key, postcode_parts, surname_key
+from cme_pipeline.matching.normalise import as_text, given_key, map_unique, postcode_parts, surname_key
 
 _CHUNK = 20_000
 
@@ -103,14 +103,13 @@ def encode(frame: pd.DataFrame, hasher: TokenHasher, config: ClkConfig | None = 
     rng = rng or np.random.default_rng()
     n = len(frame)
     length = config.length
-    forename = np.array([given_key(v) for v in as_text(frame.get("forename"), n)], dtype=object)
-    surname = np.array([surname_key(v) for v in as_text(frame.get("surname"), n)], dtype=object)
-    dob = as_text(frame.get("dob"), n)
-    valid = np.array([len(d) == 10 and d[4] == "-" and d[7] == "-" for d in dob], dtype=bool)
-    dob = np.where(valid, dob, "")
-    year = np.array([d[:4] for d in dob], dtype=object) if config.salt_by_year else np.full(n, "", dtype=object)
-    postcode = np.array([postcode_parts(v)[0].replace(" ", "").lower() for v in as_text(frame.get("postcode"), n)],
-                        dtype=object)
+    # Normalised once per distinct value, not per record.
+    forename = map_unique(as_text(frame.get("forename"), n), given_key)
+    surname = map_unique(as_text(frame.get("surname"), n), surname_key)
+    dates = pd.Series(as_text(frame.get("dob"), n), dtype=object)
+    dob = dates.where(dates.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False).astype(bool), "").to_numpy(dtype=object)
+    year = pd.Series(dob, dtype=object).str[:4].to_numpy(dtype=object) if config.salt_by_year else np.full(n, "", dtype=object)
+    postcode = map_unique(as_text(frame.get("postcode"), n), lambda v: postcode_parts(v)[0].replace(" ", "").lower())
 
     def salted(tag: str) -> Callable[[str], list[str]]:
         def tokens(key: str) -> list[str]:
@@ -124,11 +123,10 @@ def encode(frame: pd.DataFrame, hasher: TokenHasher, config: ClkConfig | None = 
     packed = _field(year + "|" + forename, salted("f"), hasher, config.k_forename, length)
     packed |= _field(year + "|" + surname, salted("s"), hasher, config.k_surname, length)
     if config.k_middle:
-        middle = np.array([given_key(v) for v in as_text(frame.get("middle_names"), n)], dtype=object)
+        middle = map_unique(as_text(frame.get("middle_names"), n), given_key)
         packed |= _field(year + "|" + middle, salted("i"), hasher, config.k_middle, length)
     if config.k_sex:
-        sex = np.array([v.strip().upper()[:1] if v.strip().upper()[:1] in ("M", "F") else "" for v in as_text(frame.get("sex"), n)],
-                       dtype=object)
+        sex = map_unique(as_text(frame.get("sex"), n), lambda v: v.strip().upper()[:1] if v.strip().upper()[:1] in ("M", "F") else "")
         packed |= _field(sex, lambda v: [f"x|{v}"] if v else [], hasher, config.k_sex, length)
     packed |= _field(dob, lambda d: [f"b|{d}"] if d else [], hasher, config.k_dob, length)
     if config.k_dob_part:

@@ -24,7 +24,7 @@ import numpy as np
 # Calibrated on simulated truth (benchmarks/cross_la.py, benchmarks/README.md): no child on no
 # register reaches DEFAULT_THRESHOLD in all of Wales; name and date of birth agreeing without the
 # postcode (a child who moved, or a namesake) scores between the two.
-DEFAULT_THRESHOLD = 0.88
+DEFAULT_THRESHOLD = 0.86
 DEFAULT_POSSIBLE_THRESHOLD = 0.76
 TABLES = 48
 SAMPLE = 22
