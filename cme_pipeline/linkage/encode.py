@@ -28,7 +28,13 @@ import numpy as np
 import pandas as pd
 
 from cme_pipeline.crypto.clk import TokenHasher
-from cme_pipeline.matching.normalise import as_text, given_key, map_unique, postcode_parts, surname_key
+from cme_pipeline.matching.normalise import (
+    as_text,
+    given_key,
+    map_unique,
+    postcode_parts,
+    surname_key,
+)
 
 _CHUNK = 20_000
 
