@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from cme_pipeline import evidence
 from cme_pipeline.crypto.transfer import destroy_transfer_key, transfer_cipher
@@ -26,7 +25,7 @@ from cme_pipeline.errors import UsageError
 from cme_pipeline.home import Home
 from cme_pipeline.la.minimise import open_fields, seal_fields
 from cme_pipeline.schemas import RETAINED_HEALTH_FIELDS
-from cme_pipeline.store.tables import transfers
+from cme_pipeline.store import transfers as tstore
 
 ACKNOWLEDGE_DAYS = 28  # the regulations: the receiving LA must be told within 28 days
 
@@ -63,11 +62,9 @@ def send(home: Home, from_la: str, records: pd.DataFrame, to_las: list[str], tod
     for rec, to_la, tid in zip(records.to_dict("records"), to_las, ids, strict=True):
         blob = transfer_cipher(home.keys, to_la, tid, create=True).encrypt(tid, seal_fields(rec, RETAINED_HEALTH_FIELDS))
         with home.store(to_la).begin() as conn:
-            conn.execute(sa.insert(transfers).values(la_code=to_la, transfer_id=tid, direction="in", other_la=from_la,
-                                                     sent_on=today, ciphertext=blob))
+            tstore.insert_transfer(conn, to_la, tid, "in", from_la, today, blob)
         with home.store(from_la).begin() as conn:
-            conn.execute(sa.insert(transfers).values(la_code=from_la, transfer_id=tid, direction="out", other_la=to_la,
-                                                     sent_on=today))
+            tstore.insert_transfer(conn, from_la, tid, "out", to_la, today)
     for to_la in sorted(set(to_las)):
         mine = [t for t, la in zip(ids, to_las, strict=True) if la == to_la]
         evidence.record(home.settings, to_la, run_id, "transfer_received",
@@ -81,11 +78,8 @@ def send(home: Home, from_la: str, records: pd.DataFrame, to_las: list[str], tod
 
 def listed(home: Home, la_code: str) -> list[Transfer]:
     """Every transfer of the LA, both directions, oldest first."""
-    t = transfers
     with home.store(la_code).connect() as conn:
-        rows = conn.execute(sa.select(t.c.transfer_id, t.c.direction, t.c.other_la, t.c.sent_on, t.c.acknowledged_on)
-                            .where(t.c.la_code == la_code).order_by(t.c.sent_on, t.c.transfer_id)).all()
-    return [Transfer(str(i), str(d), str(o), s, a) for i, d, o, s, a in rows]
+        return [Transfer(*row) for row in tstore.select_transfers(conn, la_code)]
 
 
 def open_incoming(home: Home, la_code: str, transfer_id: str) -> dict[str, Any]:
@@ -94,14 +88,11 @@ def open_incoming(home: Home, la_code: str, transfer_id: str) -> dict[str, Any]:
     Raises:
         UsageError: no such unacknowledged incoming transfer.
     """
-    t = transfers
     with home.store(la_code).connect() as conn:
-        blob = conn.execute(sa.select(t.c.ciphertext).where(
-            t.c.la_code == la_code, t.c.transfer_id == transfer_id, t.c.direction == "in",
-            t.c.acknowledged_on.is_(None))).scalar_one_or_none()
+        blob = tstore.waiting_record(conn, la_code, transfer_id)
     if blob is None:
         raise UsageError(f"{transfer_id} is not a transfer to LA {la_code} waiting for acknowledgement")
-    return open_fields(transfer_cipher(home.keys, la_code, transfer_id).decrypt(transfer_id, bytes(blob)),
+    return open_fields(transfer_cipher(home.keys, la_code, transfer_id).decrypt(transfer_id, blob),
                        RETAINED_HEALTH_FIELDS)
 
 
@@ -121,11 +112,9 @@ def acknowledge(home: Home, la_code: str, transfer_ids: list[str], today: dt.dat
     for i, tid in enumerate(transfer_ids, start=1):
         if tid not in waiting:
             raise UsageError(f"transfer {i}: not a transfer to LA {la_code} waiting for acknowledgement")
-    t = transfers
     with home.store(la_code).begin() as conn:
         for tid in transfer_ids:
-            conn.execute(sa.update(t).where(t.c.la_code == la_code, t.c.transfer_id == tid)
-                         .values(acknowledged_on=today, ciphertext=None))
+            tstore.mark_acknowledged(conn, la_code, tid, today)
     for tid in transfer_ids:
         destroy_transfer_key(home.keys, la_code, tid)  # a copy of the store's pages is noise from now on
     run_id = f"{evidence.TRANSFER_RUN_PREFIX}{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
@@ -134,8 +123,7 @@ def acknowledge(home: Home, la_code: str, transfer_ids: list[str], today: dt.dat
         theirs = [tid for tid in transfer_ids if waiting[tid].other_la == sender]
         with home.store(sender).begin() as conn:
             for tid in theirs:
-                conn.execute(sa.update(t).where(t.c.la_code == sender, t.c.transfer_id == tid)
-                             .values(acknowledged_on=today))
+                tstore.mark_acknowledged(conn, sender, tid, today)
         evidence.record(home.settings, sender, run_id, "transfer_acknowledged",
                         {"by": la_code, "transfers": len(theirs), "transfer_ids": theirs})
         evidence.checkpoint(home.settings, home.keys, sender)
