@@ -71,20 +71,27 @@ def prepare(children: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat(queries, ignore_index=True), pd.concat(targets, ignore_index=True)
 
 
-def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float, keys_dir: Path) -> tuple[float, np.ndarray]:
-    """One timed check: encode everything under a fresh secret, link at the unit; (seconds, found)."""
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the linkage unit)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
+               keys_dir: Path) -> tuple[float, float, np.ndarray]:
+    """One timed check: encode everything under a fresh secret, link at the unit; (wall s, CPU s, found)."""
     keys = open_keystore(f"file:{keys_dir}")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     create_round_secret(keys, "bench")
     hasher = token_hasher(keys, "bench")
     q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
     t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
     destroy_round_secret(keys, "bench")
     found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu() - cpu
     hit = np.zeros(len(queries), dtype=bool)
     hit[found.query] = True
-    return wall, hit
+    return wall, cpu, hit
 
 
 def calibration(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
@@ -131,16 +138,18 @@ def main() -> None:
             pd.to_pickle((queries, targets), args.cache)
     print(f"prepared in {time.perf_counter() - start:.0f}s: {len(queries)} unmatched children, "
           f"{len(targets)} register records")
-    walls, hit = [], np.zeros(len(queries), dtype=bool)
+    walls, cpus, hit = [], [], np.zeros(len(queries), dtype=bool)
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as keys_dir:
-            wall, hit = check_once(queries, targets, args.threshold, Path(keys_dir))
+            wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir))
         walls.append(wall)
-        print(f"  check: {wall:.1f}s", flush=True)
+        cpus.append(cpu)
+        print(f"  check: {wall:.1f}s wall, {cpu:.1f}s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_unit = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"check median {statistics.median(walls):.1f}s of {args.repeats}; peak RSS: this process "
-          f"{peak_self:.0f} MiB (the simulation and matcher included), linkage unit {peak_unit:.0f} MiB")
+    print(f"check median {statistics.median(walls):.1f}s wall, {statistics.median(cpus):.1f}s CPU of {args.repeats}; "
+          f"peak RSS: this process {peak_self:.0f} MiB (with the prepared frames), children {peak_unit:.0f} MiB "
+          f"(Linux counts a child's RSS before exec, i.e. the parent's)")
 
     cross = (queries["other_la"] != "").to_numpy()
     own = queries["own_register"].to_numpy()
