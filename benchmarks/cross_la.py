@@ -114,6 +114,9 @@ def calibration(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
           f"{np.mean(best[cross] >= DEFAULT_POSSIBLE_THRESHOLD):.4f} of those on another LA's register")
     print(f"calibration: best Dice of children on no register: max {best[none].max():.3f}, "
           f"top 5 {np.round(np.sort(best[none])[-5:], 3).tolist()}")
+    for low in (0.68, 0.70, 0.72, 0.74, 0.76):
+        print(f"  possible from {low:.2f}: found or noted {np.mean(best[cross] >= low):.4f} of children on another "
+              f"LA's register; {int(np.sum(best[none] >= low))} on no register noted (kept)")
     for th in (0.76, 0.78, 0.80, 0.82, 0.84, 0.86, 0.88, 0.90):
         print(f"  threshold {th:.2f}: found {np.mean(best[cross] >= th):.4f} of children on another LA's register; "
               f"{int(np.sum(best[none] >= th))} of {int(none.sum())} on no register would be removed")

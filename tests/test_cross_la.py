@@ -227,3 +227,14 @@ def _transfers_are_sealed_to_the_receiving_la_and_overdue_until_acknowledged(
     acknowledged = {t.transfer_id: t for t in transfers.listed(home, sender)}[tid]
     assert acknowledged.acknowledged_on == TODAY and not acknowledged.overdue(TODAY + dt.timedelta(days=40))
     assert all(t.overdue(TODAY + dt.timedelta(days=29)) for t in transfers.listed(home, sender) if t.transfer_id != tid)
+
+
+def test_the_postcode_district_and_area_tokens_credit_a_move_within_the_area() -> None:
+    child = {"forename": "Cai", "surname": "Jones", "dob": "2015-03-02", "sex": "M"}
+    moves = pd.DataFrame([child | {"postcode": p} for p in ("CF10 1AA", "CF14 2BB", "CF10 3DD", "LL77 2BA")])
+    plain, extra = ClkConfig(flip=0.0), ClkConfig(flip=0.0, k_district=20, k_area=20)
+    base, with_area = encode(moves, _hasher(b"a"), plain), encode(moves, _hasher(b"a"), extra)
+    # without the tokens a move within the area and one across Wales score alike; with them they do not
+    assert abs(_dice(base[0], base[1]) - _dice(base[0], base[3])) < 0.05
+    assert _dice(with_area[0], with_area[1]) > _dice(with_area[0], with_area[3]) + 0.05  # same area CF
+    assert _dice(with_area[0], with_area[2]) > _dice(with_area[0], with_area[1])  # and the same district CF10

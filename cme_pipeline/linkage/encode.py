@@ -21,6 +21,7 @@ assembled from those rows by index: all of Wales takes seconds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -51,6 +52,13 @@ class ClkConfig:
     k_dob: int = 40  # for the whole date of birth
     k_dob_part: int = 0  # per day, month and year token (partial credit for a mistyped date)
     k_postcode: int = 6
+    # Whole-token agreement on the postcode's district (CF10) and area (CF): a child who moved
+    # within an area still shares it with the register's old address. Off by default: with
+    # k_middle=12, k_sex=20 and 20 each, the best score of a child on no register fell as much
+    # as the moved children's rose, so at the same safety margin no more were found
+    # (docs/cross-la.md, "Telling a child who moved from a namesake").
+    k_district: int = 0
+    k_area: int = 0
     salt_by_year: bool = True
     # Balancing halves how far apart true and false pairs lie in Dice (benchmarks/cross_la.py):
     # off by default, on as an option for a deployment that prefers it.
@@ -86,6 +94,11 @@ def _rows(
                 bits[row, positions[[index[t] for t in ts]].ravel()] = True
         out[start : start + len(part)] = np.packbits(bits, axis=1)
     return out
+
+
+def _postcode_area(text: str) -> str:
+    """The letters a postcode's district starts with (``CF10`` -> ``cf``); "" when none."""
+    return re.sub(r"[^a-z].*", "", postcode_parts(text)[2].lower())
 
 
 def _field(keys: np.ndarray, tokens: Callable[[str], list[str]], hasher: TokenHasher, k: int, length: int) -> np.ndarray:
@@ -138,6 +151,14 @@ def encode(frame: pd.DataFrame, hasher: TokenHasher, config: ClkConfig | None = 
     if config.k_dob_part:
         packed |= _field(dob, dob_parts, hasher, config.k_dob_part, length)
     packed |= _field(year + "|" + postcode, salted("p"), hasher, config.k_postcode, length)
+    if config.k_district:
+        district = map_unique(as_text(frame.get("postcode"), n), lambda v: postcode_parts(v)[2].lower())
+        packed |= _field(year + "|" + district, lambda key: [f"q|{key}"] if key.partition("|")[2] else [], hasher,
+                         config.k_district, length)
+    if config.k_area:
+        area = map_unique(as_text(frame.get("postcode"), n), _postcode_area)
+        packed |= _field(year + "|" + area, lambda key: [f"r|{key}"] if key.partition("|")[2] else [], hasher,
+                         config.k_area, length)
     if not config.balance and config.flip == 0:
         return packed
     permutation = hasher.permutation(config.bits) if config.balance else None
