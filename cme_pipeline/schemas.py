@@ -169,5 +169,7 @@ RETAINED: Final = RETAINED_HEALTH_FIELDS + RETAINED_META
 RETAINED_OUTCOMES: Final = ("possible", "unmatched")
 
 # -- partner-side ground truth (never read by LA-side code) -------------------------------------
-TRUTH: Final = ("nhs_number", "la_code", "registers", "reason", "household_id", "twin", "restricted")
+# ``registers``: the child's records on their own LA's registers; ``other_la``: the LA whose
+# register holds them instead (schooled across a border or moved since the census), else empty.
+TRUTH: Final = ("nhs_number", "la_code", "registers", "reason", "household_id", "twin", "restricted", "other_la")
 REGISTER_TRUTH: Final = ("register", "record_id", "la_code", "nhs_number", "noise")

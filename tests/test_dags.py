@@ -43,7 +43,7 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def test_no_import_errors(dagbag: dict[str, object]) -> None:
     assert dagbag["errors"] == {}
-    assert set(dagbag["dags"]) == {"cme_matching", "cme_registers", "cme_retention", "nhs_partner_simulator"}  # type: ignore[arg-type]
+    assert set(dagbag["dags"]) == {"cme_matching", "cme_registers", "cme_retention", "cme_cross_la", "nhs_partner_simulator"}  # type: ignore[arg-type]
 
 
 def test_no_heavy_imports_at_parse_time(dagbag: dict[str, object]) -> None:

@@ -70,7 +70,7 @@ def test_only_config_reads_the_environment() -> None:
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__init__", "__version__", "errors", "config", "schemas", "areas", "nhs_number", "school_age",
                "progress", "durable"}),
-    frozenset({"crypto", "matching"}),
+    frozenset({"crypto", "matching", "linkage"}),
     frozenset({"store", "runs"}),
     frozenset({"quality"}),
     frozenset({"evidence"}),

@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Each module sets ``handler`` on the parsers it adds; order here is the order in ``cme --help``.
-_MODULES = ("simulate", "partner", "run", "demo", "airflow_ui", "link", "evidence", "audit", "review", "retained", "registers", "keys", "notice", "sar")
+_MODULES = ("simulate", "partner", "run", "demo", "airflow_ui", "link", "evidence", "audit", "review", "retained", "registers", "keys", "notice", "sar", "transfers")
 
 
 def register_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -103,11 +103,11 @@ def run_figures(args: argparse.Namespace, settings: Settings) -> int:
     """Print the follow-up figures (counts and days only)."""
     from cme_pipeline.commands.review import one_la
     from cme_pipeline.home import open_home
-    from cme_pipeline.la.follow_up import INITIAL_CHECK_SCHOOL_DAYS, OUTCOMES, figures
+    from cme_pipeline.la.follow_up import INITIAL_CHECK_SCHOOL_DAYS, LABELS, figures
 
     f = figures(open_home(settings), one_la(args.la), dt.date.today())
     out = [f"resolved: {f.resolved}"]
-    out += [f"  {OUTCOMES[o]}: {n}" for o, n in f.resolved_by_outcome.items()]
+    out += [f"  {LABELS[o]}: {n}" for o, n in f.resolved_by_outcome.items()]
     median = "-" if f.median_school_days is None else f"{f.median_school_days:g}"
     out.append(f"median school days from retained to resolved: {median}; resolved within "
                f"{INITIAL_CHECK_SCHOOL_DAYS} school days: {f.within_initial_check} of {f.resolved}")

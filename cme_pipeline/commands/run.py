@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--year", type=int, help="academic year start (default: current)")
     p.add_argument("--match-threshold", type=float)
     p.add_argument("--possible-threshold", type=float)
+    p.add_argument("--no-cross-la", action="store_true",
+                   help="skip the cross-LA check that follows the runs (docs/cross-la.md)")
     p.set_defaults(handler=run)
 
 
@@ -37,7 +39,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.possible_threshold is not None:
         conf["possible_threshold"] = args.possible_threshold
     with home_lock(settings):
-        return run_waiting(settings, codes, conf)
+        code = run_waiting(settings, codes, conf)
+        if not args.no_cross_la:
+            _cross_la(settings, codes)
+        return code
+
+
+def _cross_la(settings: Settings, codes: list[str]) -> None:
+    """After every chosen LA's run: their unmatched children looked for on the other LAs' registers."""
+    from cme_pipeline.pipeline.cross_la import run_check
+
+    start = time.monotonic()
+    results = run_check(settings, codes)
+    for code, r in results.items():
+        where = ", ".join(f"{other}: {n}" for other, n in r["found_in"].items()) or "none"
+        maybe = sum(r["possible_in"].values())
+        say(f"  cross-LA check {code}: {r['checked']} unmatched looked for, {r['removed']} found on another "
+            f"LA's register and removed ({where}), {maybe} noted as possibly on one")
+    if results:
+        say(f"cross-LA check of {len(results)} LA(s) in {time.monotonic() - start:.0f}s")
 
 
 def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -> int:

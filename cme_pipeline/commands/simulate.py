@@ -11,6 +11,7 @@ from cme_pipeline.config import Settings
 from cme_pipeline.errors import UsageError
 from cme_pipeline.progress import say
 from cme_pipeline.simulate import DEFAULT_SEED, NoiseConfig
+from cme_pipeline.simulate.cross_la import CROSS_LA_RATE
 from cme_pipeline.simulate.la import RESTRICTED_RATE
 from cme_pipeline.simulate.wales import SimulationSummary, simulate_to_home
 from cme_pipeline.simulate.witness import witness_embedded
@@ -30,6 +31,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--restricted-rate", type=float, default=RESTRICTED_RATE,
                    help="share of households the NHS marks restricted: delivered without address, postcode "
                         f"or GP practice (default {RESTRICTED_RATE})")
+    p.add_argument("--cross-la-rate", type=float, default=CROSS_LA_RATE,
+                   help="base share of children on a neighbouring Welsh LA's register and none of their own "
+                        f"(schooled across a border or moved since the census; more for LAs with more borders; "
+                        f"only between LAs simulated together; default {CROSS_LA_RATE})")
     p.set_defaults(handler=run)
 
 
@@ -42,13 +47,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--noise-scale must not be negative")
     if not 0.0 <= args.restricted_rate <= 1.0:
         raise UsageError("--restricted-rate must be between 0 and 1")
+    if not 0.0 <= args.cross_la_rate <= 0.5:
+        raise UsageError("--cross-la-rate must be between 0 and 0.5")
     start = time.monotonic()
     for answer in witness_embedded(settings, codes):  # receipt requests of earlier runs first
         say(f"NHS partner witness: {answer.line()}")
 
     def report(s: SimulationSummary) -> None:
         say(
-            f"simulated {s.la_code}: {s.children} children on the extract ({s.restricted} restricted), "
+            f"simulated {s.la_code}: {s.children} children on the extract ({s.restricted} restricted, "
+            f"{s.other_la} on a neighbouring LA's register), "
             f"{s.on_registers} on a "
             f"register; delivery {s.delivery} in its inbox ({time.monotonic() - start:.1f}s)"
         )
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         year_start=args.year,
         on_la=report,
         restricted_rate=args.restricted_rate,
+        cross_la_rate=args.cross_la_rate,
     )
     total = sum(s.children for s in summaries)
     sys.stdout.write(

@@ -10,10 +10,12 @@ from __future__ import annotations
 from cme_pipeline.evidence.certificate import CertificateFacts, issue_certificate
 from cme_pipeline.evidence.checkpoints import checkpoint
 from cme_pipeline.evidence.ledger import (
+    CROSS_LA_RUN_PREFIX,
     EVENTS,
     FOLLOW_UP_RUN_PREFIX,
     REGISTERS_RUN_PREFIX,
     REVIEW_RUN_PREFIX,
+    TRANSFER_RUN_PREFIX,
     EvidenceRefused,
     record,
 )
@@ -23,6 +25,8 @@ from cme_pipeline.evidence.verify import VerifyReport, verify
 __all__ = [
     "EVENTS",
     "CertificateFacts",
+    "CROSS_LA_RUN_PREFIX",
+    "TRANSFER_RUN_PREFIX",
     "FOLLOW_UP_RUN_PREFIX",
     "REGISTERS_RUN_PREFIX",
     "REVIEW_RUN_PREFIX",

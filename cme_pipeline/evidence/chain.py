@@ -16,7 +16,8 @@ from cme_pipeline.evidence.ledger import entry_hash
 # A run's last entry: from here on a checkpoint must cover it (steps checkpoint at once).
 TERMINAL_EVENTS = frozenset({"run_completed", "run_failed", "delivery_rejected", "purged", "reviewed",
                              "quarantine_expired", "registers_imported", "registers_refused",
-                             "follow_up_recorded", "subject_access"})
+                             "follow_up_recorded", "subject_access", "cross_la_check",
+                             "transfer_sent", "transfer_received", "transfer_acknowledged"})
 
 
 @dataclass

@@ -25,6 +25,7 @@ EVENTS = frozenset({
     "matched", "minimised", "key_destroyed", "retained", "retained_validated",
     "run_completed", "run_failed", "purged", "reviewed", "receiving_key_destroyed", "quarantine_expired",
     "registers_imported", "registers_refused", "follow_up_recorded", "artefact_written", "subject_access",
+    "cross_la_check", "transfer_sent", "transfer_received", "transfer_acknowledged",
 })
 # Run ids of an analyst's action outside Airflow (applying review decisions, importing a register
 # from the command line, recording follow-up findings): the ledger's cross-check with Airflow's run history does not look for
@@ -33,7 +34,10 @@ REVIEW_RUN_PREFIX = "review__"
 REGISTERS_RUN_PREFIX = "registers__"
 FOLLOW_UP_RUN_PREFIX = "followup__"
 SAR_RUN_PREFIX = "sar__"
-ANALYST_RUN_PREFIXES = (REVIEW_RUN_PREFIX, REGISTERS_RUN_PREFIX, FOLLOW_UP_RUN_PREFIX, SAR_RUN_PREFIX)
+CROSS_LA_RUN_PREFIX = "crossla__"  # one cross-LA check of a round (la/cross_la.py), in or out of Airflow
+TRANSFER_RUN_PREFIX = "transfer__"  # a receiving LA's acknowledgement of transfers (la/transfers.py)
+ANALYST_RUN_PREFIXES = (REVIEW_RUN_PREFIX, REGISTERS_RUN_PREFIX, FOLLOW_UP_RUN_PREFIX, SAR_RUN_PREFIX,
+                        CROSS_LA_RUN_PREFIX, TRANSFER_RUN_PREFIX)
 ENTRY_FIELDS = ("seq", "time", "la_code", "run_id", "event", "facts", "code_version", "config_hash", "prev_hash")
 
 # Ten digits standing alone (optionally 3-3-4 with spaces or hyphens): what an NHS number looks

@@ -46,6 +46,10 @@ OUTCOMES: dict[str, str] = {
     "added_to_cme": "confirmed missing education, added to the CME register",
     "under_enquiry": "still under enquiry",
 }
+# Findings recorded by the pipeline itself, never chosen by the officer: the cross-LA check
+# (la/cross_la.py) resolves a child it found on another LA's register.
+CHECK_OUTCOMES: dict[str, str] = {"other_la_register": "on another Welsh LA's register (cross-LA check)"}
+LABELS: dict[str, str] = OUTCOMES | CHECK_OUTCOMES
 KEEPS = frozenset({"under_enquiry"})  # the child stays held
 DECISION_COLUMNS = ("ref", "outcome")
 # Welsh Government guidance expects initial checks within 20 school days.
@@ -286,7 +290,7 @@ def report_summary(home: Home, la_code: str, today: dt.date) -> FollowUpSummary:
     """The follow-up figures as the DPO report shows them (outcome labels, counts, days)."""
     f = figures(home, la_code, today)
     return FollowUpSummary(
-        resolved_by_outcome={OUTCOMES[o]: n for o, n in f.resolved_by_outcome.items()},
+        resolved_by_outcome={LABELS[o]: n for o, n in f.resolved_by_outcome.items()},
         median_school_days=f.median_school_days,
         within_initial_check=f.within_initial_check,
         initial_check_school_days=INITIAL_CHECK_SCHOOL_DAYS,

@@ -39,6 +39,7 @@ from cme_pipeline.schemas import (
 )
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
+from cme_pipeline.store.register_claims import replace_claims
 
 VerifyRetained = Callable[[pd.DataFrame, frozenset[str]], None]
 LISTED = (*RETAINED, "health_record_id", "delivery_id")
@@ -261,6 +262,9 @@ def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: st
         rstore.delete_retained(conn, la_code, delivery_id=delivery_id)  # a seal that died half-way
         rstore.insert_retained(conn, la_code, rows)
         sstore.delete_staged(conn, la_code, delivery_id, set(matched_ids))
+        matched = outcomes[outcomes["outcome"] == "matched"]
+        replace_claims(conn, la_code, zip(matched["register"].astype(str), matched["register_record_id"].astype(str),
+                                          strict=True))  # for the cross-LA check (la/cross_la.py)
         sstore.set_delivery(
             conn, la_code, delivery_id, phase=sstore.SEALED, run_id=run_id, matched=counts["matched"],
             possible=counts["possible"], unmatched=counts["unmatched"], retained=len(rows),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,7 @@ from cme_pipeline.areas import LA_CODES, LA_NAMES
 from cme_pipeline.nhs_number import generate_test_numbers
 from cme_pipeline.schemas import HEALTH_EXTRACT, HEALTH_LOCATION, RESTRICTED, TRUTH
 from cme_pipeline.school_age import academic_year_start, compulsory_dob_window
+from cme_pipeline.simulate.cross_la import pair_children
 from cme_pipeline.simulate.geography import AREAS, Area
 from cme_pipeline.simulate.noise import CoverageConfig, NoiseConfig
 from cme_pipeline.simulate.population import simulate_population
@@ -57,6 +59,7 @@ def simulate_la(
     coverage: CoverageConfig | None = None,
     nhs_numbers: list[str] | None = None,
     restricted_rate: float = RESTRICTED_RATE,
+    cross_pairs: Sequence[tuple[str, str, list[str]]] = (),
 ) -> SimulatedLA:
     """Simulate one LA's health extract, registers and ground truth, in memory.
 
@@ -72,6 +75,10 @@ def simulate_la(
         restricted_rate: share of households marked restricted: their children's rows arrive
             with ``restricted=Y`` and no address, postcode or GP practice (the registers still
             hold them: schools know where they live).
+        cross_pairs: ``(home LA, register LA, NHS numbers)`` of children on a neighbouring LA's
+            register (``simulate.cross_la``): those whose home LA is this one are part of the
+            ``children`` on its extract and on none of its registers; those whose register LA is
+            this one are on its census. ``nhs_numbers`` then numbers only the LA's other children.
     """
     if not 0.0 <= restricted_rate <= 1.0:
         raise ValueError("restricted_rate must be between 0 and 1")
@@ -82,16 +89,31 @@ def simulate_la(
     noise = noise or NoiseConfig()
     coverage = coverage or CoverageConfig()
     rng = la_rng(seed, la_code)
-    numbers = nhs_numbers if nhs_numbers is not None else generate_test_numbers(n, rng)
-    if len(numbers) != n:
-        raise ValueError("need exactly one NHS number per child")
     window = compulsory_dob_window(year)
-    pop = simulate_population(rng, area, n, window, extract_date, numbers, noise.families)
+    outgoing = [pair_children(seed, a, b, nums, window, extract_date) for a, b, nums in cross_pairs if a == la_code]
+    incoming = [pair_children(seed, a, b, nums, window, extract_date) for a, b, nums in cross_pairs if b == la_code]
+    own = n - sum(len(p.population) for p in outgoing)
+    if own < 1:
+        raise ValueError("cross-LA children outnumber the LA's children")
+    numbers = nhs_numbers if nhs_numbers is not None else generate_test_numbers(own, rng)
+    if len(numbers) != own:
+        raise ValueError("need exactly one NHS number per child")
+    pop = simulate_population(rng, area, own, window, extract_date, numbers, noise.families)
     pop["household_id"] = la_code + "-H" + pop["household_id"]
     pop["twin"] = np.where(pop["twin"] != "", la_code + "-" + pop["twin"], "")
 
-    status = assign_status(rng, n, coverage)
+    status = assign_status(rng, own, coverage)
     register_only = _register_only(rng, area, int(round(n * coverage.register_only)), year, extract_date, pop)
+    if outgoing:  # on the extract, on none of this LA's registers
+        pop = pd.concat([pop, *(p.population for p in outgoing)], ignore_index=True)
+        status = np.concatenate([status, *(np.where(p.moved, "other_la:moved", "other_la:schooled") for p in outgoing)])
+    if incoming:  # on this LA's census, on another LA's extract
+        register_only = pd.concat([register_only, *(p.census_rows() for p in incoming)], ignore_index=True)
+    other_la = pd.Series("", index=pop.index, dtype=object)
+    start = own
+    for p in outgoing:
+        other_la.iloc[start : start + len(p.population)] = p.register_la
+        start += len(p.population)
     registers, register_truth = build_registers(
         rng, la_code, area, pop, status, register_only, coverage, noise, extract_date
     )
@@ -120,6 +142,7 @@ def simulate_la(
             "household_id": pop["household_id"],
             "twin": pop["twin"],
             RESTRICTED: extract[RESTRICTED],
+            "other_la": other_la,
         }
     )
     truth["reason"] = np.where(truth["registers"] == "", status, "")

@@ -13,6 +13,7 @@ import pandas as pd
 from cme_pipeline.config import Settings
 from cme_pipeline.home import open_home
 from cme_pipeline.nhs_number import generate_test_numbers
+from cme_pipeline.simulate.cross_la import CROSS_LA_RATE, plan
 from cme_pipeline.simulate.geography import AREAS
 from cme_pipeline.simulate.la import DEFAULT_SEED, RESTRICTED_RATE, SimulatedLA, simulate_la
 from cme_pipeline.simulate.noise import NoiseConfig
@@ -30,6 +31,7 @@ class SimulationSummary:
     register_rows: dict[str, int]
     delivery: str
     restricted: int = 0  # children delivered with restricted=Y (no location)
+    other_la: int = 0  # children on a neighbouring LA's register and none of their own
 
 
 def split_children(la_codes: list[str], total: int | None) -> dict[str, int]:
@@ -57,6 +59,7 @@ def simulate_las(
     noise: NoiseConfig | None = None,
     year_start: int | None = None,
     restricted_rate: float = RESTRICTED_RATE,
+    cross_la_rate: float = CROSS_LA_RATE,
 ) -> Iterator[SimulatedLA]:
     """The LAs ``simulate_to_home`` writes, in memory, one at a time (same arguments, same data).
 
@@ -67,15 +70,27 @@ def simulate_las(
         noise: register-side noise rates.
         year_start: the academic year.
         restricted_rate: share of households whose records the NHS marks restricted.
+        cross_la_rate: base share of children on a neighbouring LA's register and none of their
+            own (``simulate.cross_la``); only between LAs simulated together.
     """
     counts = split_children(la_codes, children)
     numbers = generate_test_numbers(sum(counts.values()), np.random.default_rng([seed, 999]))
+    pairs = plan(counts, cross_la_rate)
+    own: dict[str, list[str]] = {}
+    cross: list[tuple[str, str, list[str]]] = []
     offset = 0
+    for code in la_codes:  # each LA's slice: its own children first, then those it sends
+        k = counts[code] - sum(m for (a, _), m in pairs.items() if a == code)
+        own[code] = numbers[offset : offset + k]
+        offset += k
+        for (a, b), m in pairs.items():
+            if a == code:
+                cross.append((a, b, numbers[offset : offset + m]))
+                offset += m
     for code in la_codes:
-        n = counts[code]
-        yield simulate_la(code, n, seed, noise, year_start, nhs_numbers=numbers[offset : offset + n],
-                          restricted_rate=restricted_rate)
-        offset += n
+        yield simulate_la(code, counts[code], seed, noise, year_start, nhs_numbers=own[code],
+                          restricted_rate=restricted_rate,
+                          cross_pairs=[p for p in cross if code in (p[0], p[1])])
 
 
 def simulate_to_home(
@@ -87,6 +102,7 @@ def simulate_to_home(
     year_start: int | None = None,
     on_la: Callable[[SimulationSummary], None] | None = None,
     restricted_rate: float = RESTRICTED_RATE,
+    cross_la_rate: float = CROSS_LA_RATE,
 ) -> list[SimulationSummary]:
     """Simulate LAs and write their registers, deliveries and ground truth under the home.
 
@@ -99,9 +115,10 @@ def simulate_to_home(
         year_start: the academic year.
         on_la: called with each LA's summary as it finishes (for progress).
         restricted_rate: share of households whose records the NHS marks restricted.
+        cross_la_rate: base share of children on a neighbouring LA's register instead of their own.
     """
     summaries = []
-    for sim in simulate_las(la_codes, children, seed, noise, year_start, restricted_rate):
+    for sim in simulate_las(la_codes, children, seed, noise, year_start, restricted_rate, cross_la_rate):
         summaries.append(_write_la(settings, sim))
         if on_la is not None:
             on_la(summaries[-1])
@@ -125,6 +142,7 @@ def _write_la(settings: Settings, sim: SimulatedLA) -> SimulationSummary:
         register_rows=rows,
         delivery=path.name,
         restricted=int((sim.truth["restricted"] == "Y").sum()),
+        other_la=int((sim.truth["other_la"] != "").sum()),
     )
 
 

@@ -159,3 +159,30 @@ review_decisions = sa.Table(
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Register records the LA's latest run matched to a child on its own GP extract (ids only, the
+# LA's own references): the cross-LA check leaves them out, since a pupil found here lives here,
+# and another LA's unmatched child who merely shares their name and birthday must not be
+# "found" on them. Replaced at every sealing.
+register_claims = sa.Table(
+    "register_claims",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("register", sa.String(32), primary_key=True),
+    sa.Column("record_id", sa.String(64), primary_key=True),
+)
+
+# Children transferred between LAs (the 28-day rule): in the sending LA's store a row with no
+# data ("out"); in the receiving LA's store the child's record sealed under the transfer's own
+# key ("in"), until the receiving LA acknowledges it. Ids, LA codes and dates only otherwise.
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("transfer_id", sa.String(32), primary_key=True),
+    sa.Column("direction", sa.String(3), nullable=False),  # out | in
+    sa.Column("other_la", sa.String(9), nullable=False),
+    sa.Column("sent_on", sa.Date, nullable=False),
+    sa.Column("acknowledged_on", sa.Date),
+    sa.Column("ciphertext", sa.LargeBinary),  # "in" rows until acknowledged
+)

@@ -1,0 +1,181 @@
+"""Benchmark: the cross-LA check for all of Wales: time, memory, and what it does to follow-up lists.
+
+1. Simulates every LA at full scale (about 440,000 children, the new default cross_la_rate) in
+   memory and runs the real matcher per LA against its own registers, as each LA's run would:
+   each LA's `unmatched` children are its follow-up list before the check.
+2. Times the check's work (``--repeats`` times, a fresh shared secret in a real ``file:`` key
+   store each time): every LA's unmatched children and every register record of every LA encoded
+   (``linkage.encode``), then compared at the linkage unit in its own process
+   (``linkage.run_linkage_unit``). Peak memory is the largest RSS of this process and of the unit.
+3. Against the simulator's truth: per LA, the share of the follow-up list truly on no Welsh
+   register before and after, children wrongly removed (on no register, or on their own LA's but
+   missed by its matcher) per 10,000 on the lists, and a threshold sweep (calibration).
+
+    .venv/bin/python benchmarks/cross_la.py [--repeats 3] [--children N] [--threshold T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cme_pipeline import matching
+from cme_pipeline.areas import LA_CODES
+from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
+from cme_pipeline.home import open_keystore
+from cme_pipeline.linkage import (
+    DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    encode,
+    link_encodings,
+    run_linkage_unit,
+)
+from cme_pipeline.schemas import HEALTH_EXTRACT
+from cme_pipeline.simulate.wales import simulate_las
+
+PERSON = ["forename", "middle_names", "surname", "dob", "sex", "postcode"]
+
+
+def prepare(children: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each LA's unmatched children (with truth) and every LA's register records its own matcher
+    did not match (with the LA index)."""
+    queries, targets = [], []
+    for i, sim in enumerate(simulate_las(list(LA_CODES), children=children, year_start=2026)):
+        extract = sim.extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
+        outcomes = matching.match_registers(
+            matching.health_to_canonical(extract),
+            {s: matching.register_to_canonical(f) for s, f in sim.registers.items()},
+        )
+        unmatched = (outcomes["outcome"] == "unmatched").to_numpy()
+        q = extract.loc[unmatched, PERSON].reset_index(drop=True)
+        t = sim.truth.loc[unmatched].reset_index(drop=True)
+        q["party"], q["la_code"], q["other_la"], q["own_register"] = i, sim.la_code, t["other_la"], t["registers"] != ""
+        queries.append(q)
+        matched = outcomes[outcomes["outcome"] == "matched"]
+        claimed = set(zip(matched["register"], matched["register_record_id"], strict=True))
+        for source, frame in sim.registers.items():  # as la/cross_la.py: records the LA's run did not match
+            free = [(source, r) not in claimed for r in frame["record_id"]]
+            r = frame.loc[free, PERSON].copy()
+            r["party"] = i
+            targets.append(r)
+        print(f"  {sim.la_code}: {len(extract)} children, {int(unmatched.sum())} unmatched", flush=True)
+    return pd.concat(queries, ignore_index=True), pd.concat(targets, ignore_index=True)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the linkage unit)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
+               keys_dir: Path) -> tuple[float, float, np.ndarray]:
+    """One timed check: encode everything under a fresh secret, link at the unit; (wall s, CPU s, found)."""
+    keys = open_keystore(f"file:{keys_dir}")
+    start, cpu = time.perf_counter(), _cpu()
+    create_round_secret(keys, "bench")
+    hasher = token_hasher(keys, "bench")
+    q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
+    t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+    destroy_round_secret(keys, "bench")
+    found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold)
+    wall, cpu = time.perf_counter() - start, _cpu() - cpu
+    hit = np.zeros(len(queries), dtype=bool)
+    hit[found.query] = True
+    return wall, cpu, hit
+
+
+def calibration(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
+    """Best Dice of each query (any threshold), and recall and false removals at several thresholds."""
+    keys_dir = Path(tempfile.mkdtemp())
+    keys = open_keystore(f"file:{keys_dir}")
+    create_round_secret(keys, "calibrate")
+    hasher = token_hasher(keys, "calibrate")
+    q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
+    t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+    destroy_round_secret(keys, "calibrate")
+    found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold=0.0)
+    best = np.zeros(len(queries))
+    best[found.query] = found.dice
+    cross = (queries["other_la"] != "").to_numpy()
+    none = ~cross & ~queries["own_register"].to_numpy()
+    band = (best >= DEFAULT_POSSIBLE_THRESHOLD) & (best < DEFAULT_THRESHOLD)
+    print(f"possible band [{DEFAULT_POSSIBLE_THRESHOLD}, {DEFAULT_THRESHOLD}): {int(band[cross].sum())} children on another "
+          f"LA's register and {int(band[none].sum())} on no register noted (kept); found or noted: "
+          f"{np.mean(best[cross] >= DEFAULT_POSSIBLE_THRESHOLD):.4f} of those on another LA's register")
+    print(f"calibration: best Dice of children on no register: max {best[none].max():.3f}, "
+          f"top 5 {np.round(np.sort(best[none])[-5:], 3).tolist()}")
+    for low in (0.68, 0.70, 0.72, 0.74, 0.76):
+        print(f"  possible from {low:.2f}: found or noted {np.mean(best[cross] >= low):.4f} of children on another "
+              f"LA's register; {int(np.sum(best[none] >= low))} on no register noted (kept)")
+    for th in (0.76, 0.78, 0.80, 0.82, 0.84, 0.86, 0.88, 0.90):
+        print(f"  threshold {th:.2f}: found {np.mean(best[cross] >= th):.4f} of children on another LA's register; "
+              f"{int(np.sum(best[none] >= th))} of {int(none.sum())} on no register would be removed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--children", type=int)
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--no-calibration", action="store_true")
+    parser.add_argument("--cache", type=Path, help="keep the prepared (synthetic) frames here and reuse them")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load {os.getloadavg()[0]:.1f}")
+    start = time.perf_counter()
+    if args.cache is not None and args.cache.exists():
+        queries, targets = pd.read_pickle(args.cache)
+    else:
+        queries, targets = prepare(args.children)
+        if args.cache is not None:
+            pd.to_pickle((queries, targets), args.cache)
+    print(f"prepared in {time.perf_counter() - start:.0f}s: {len(queries)} unmatched children, "
+          f"{len(targets)} register records")
+    walls, cpus, hit = [], [], np.zeros(len(queries), dtype=bool)
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as keys_dir:
+            wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir))
+        walls.append(wall)
+        cpus.append(cpu)
+        print(f"  check: {wall:.1f}s wall, {cpu:.1f}s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
+    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_unit = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"check median {statistics.median(walls):.1f}s wall, {statistics.median(cpus):.1f}s CPU of {args.repeats}; "
+          f"peak RSS: this process {peak_self:.0f} MiB (with the prepared frames), children {peak_unit:.0f} MiB "
+          f"(Linux counts a child's RSS before exec, i.e. the parent's)")
+
+    cross = (queries["other_la"] != "").to_numpy()
+    own = queries["own_register"].to_numpy()
+    none = ~cross & ~own
+    frame = pd.DataFrame({"la": queries["la_code"], "none": none, "hit": hit, "cross": cross, "own": own})
+    print(f"{'LA':<10} {'list before':>11} {'on no reg.':>10} {'share':>7} {'removed':>8} {'list after':>10} "
+          f"{'share':>7} {'wrong':>6}")
+    for la, g in frame.groupby("la", sort=True):
+        after = g[~g["hit"]]
+        wrong = int((g["hit"] & ~g["cross"]).sum())
+        print(f"{la:<10} {len(g):>11} {int(g['none'].sum()):>10} {g['none'].mean():>7.3f} {int(g['hit'].sum()):>8} "
+              f"{len(after):>10} {after['none'].mean():>7.3f} {wrong:>6}")
+    after = frame[~frame["hit"]]
+    wrong_none = int((frame["hit"] & frame["none"]).sum())
+    wrong_own = int((frame["hit"] & frame["own"]).sum())
+    print(f"Wales: list {len(frame)} -> {len(after)}; share on no Welsh register {frame['none'].mean():.4f} -> "
+          f"{after['none'].mean():.4f}; lowest LA share after {after.groupby('la')['none'].mean().min():.4f}; "
+          f"found {frame.loc[frame['cross'], 'hit'].mean():.4f} of those on another LA's register; "
+          f"wrongly removed: {wrong_none} on no register ({wrong_none / len(frame) * 1e4:.2f} per 10,000), "
+          f"{wrong_own} on their own LA's register but missed by its matcher")
+    if not args.no_calibration:
+        calibration(queries, targets)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The cross-LA check: is a child an LA could not find on its own registers on another Welsh LA's?
+
+Once every LA of a round has run, each LA's `unmatched` children are looked for on the other
+LAs' registers by privacy-preserving record linkage (docs/cross-la.md):
+
+1. a secret the LAs share for this check only is created in the key store;
+2. each LA encodes its unmatched children and those of its register records its own run did not
+   match (a matched one is a pupil living here) as hardened Bloom filters (``linkage.encode``)
+   under that secret, and gives them to the linkage unit with its LA's index, never a record id;
+3. the linkage unit (``linkage.unit``, a separate process holding no secret) answers, for each
+   child, the LA whose register holds them, if any; nothing about which register record;
+4. the secret is destroyed (the encodings, in memory only, go with the process);
+5. each LA transfers the children found elsewhere to the LA that holds them (``la/transfers.py``:
+   the record sealed into that LA's store, acknowledged there within 28 days) and deletes them
+   from its retained list, as a follow-up finding
+   ``other_la_register`` (row deleted, retained key rotated), notes those only possibly found
+   (``possibly_on_<LA code>``, kept), and records in its ledger how many were found on, or
+   possibly on, each other LA's register: LA codes and counts, never a child.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cme_pipeline import evidence
+from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
+from cme_pipeline.home import Home
+from cme_pipeline.la import transfers
+from cme_pipeline.la.minimise import read_retained
+from cme_pipeline.linkage import (
+    DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    ClkConfig,
+    encode,
+    run_linkage_unit,
+)
+from cme_pipeline.store import follow_up as fstore
+from cme_pipeline.store import retained as rstore
+from cme_pipeline.store import staging as sstore
+from cme_pipeline.store.register_claims import claimed
+from cme_pipeline.store.registers import load_registers
+
+OUTCOME = "other_la_register"  # the follow-up outcome a child found elsewhere is resolved with
+RUN_PREFIX = evidence.CROSS_LA_RUN_PREFIX
+POSSIBLE_NOTE = "possibly_on_"  # + the other LA's code: the officer's first call is to that LA
+_PERSON = ("forename", "middle_names", "surname", "dob", "sex", "postcode")
+
+
+@dataclass(frozen=True)
+class CrossLaResult:
+    """One LA's part of a check (counts and LA codes only)."""
+
+    la_code: str
+    checked: int  # unmatched children looked for
+    found_in: dict[str, int]  # other LA's code -> children of ours found on its registers
+    run_id: str
+    possible_in: dict[str, int] = field(default_factory=dict)  # noted "possibly on LA X's register", kept
+
+    @property
+    def removed(self) -> int:
+        """Children removed from the retained list."""
+        return sum(self.found_in.values())
+
+
+def _register_records(home: Home, la_code: str) -> pd.DataFrame:
+    """The LA's register records its own latest run did not match to a child of its extract.
+
+    A matched record is a pupil living here; leaving them out keeps another LA's child who only
+    shares their name and date of birth from being "found", and keeps them out of the check.
+    """
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        taken = claimed(conn, la_code)
+    frames = []
+    for source, frame in load_registers(engine, la_code).items():
+        free = [(source, str(r)) not in taken for r in frame["record_id"]]
+        frames.append(frame.loc[free].reindex(columns=list(_PERSON)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(_PERSON))
+
+
+def check_round(
+    home: Home, la_codes: list[str], register_las: list[str] | None = None, today: dt.date | None = None,
+    threshold: float = DEFAULT_THRESHOLD, config: ClkConfig | None = None, round_id: str | None = None,
+    possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD,
+) -> list[CrossLaResult]:
+    """Look for each LA's unmatched children on the other LAs' registers; remove those found.
+
+    Args:
+        home: the services (every LA's store and the key store holding the check's secret).
+        la_codes: the LAs whose unmatched children are looked for.
+        register_las: the LAs whose registers are searched (default: ``la_codes``); an LA is
+            never searched for its own children.
+        today: the day (retention is judged by it; default today).
+        threshold: the Dice similarity at or above which a child counts as found (and is removed).
+        possible_threshold: from here up to ``threshold`` a child is only noted as possibly on
+            that LA's register (``possibly_on_<LA code>``) and kept: name and date of birth agree
+            but not the postcode, as for a child who moved, and as for a namesake.
+        config: how encodings are built (the same for every LA).
+        round_id: the check's id (default: a fresh one); names its secret and ledger run id.
+    """
+    today = today or dt.date.today()
+    round_id = round_id or f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+    run_id = f"{RUN_PREFIX}{round_id}"
+    parties = list(dict.fromkeys([*la_codes, *(register_las or la_codes)]))
+    queries: list[tuple[str, list[tuple[str, str]], pd.DataFrame]] = []
+    create_round_secret(home.keys, round_id)
+    try:
+        hasher = token_hasher(home.keys, round_id)
+        q_parts, q_party, t_parts, t_party = [], [], [], []
+        for i, code in enumerate(parties):
+            if code in la_codes:
+                held = read_retained(home, code, outcome="unmatched", today=today)
+                queries.append((code, list(zip(held["delivery_id"], held["health_record_id"], strict=True)), held))
+                q_parts.append(encode(held.reindex(columns=list(_PERSON)), hasher, config))
+                q_party.append(np.full(len(held), i, dtype=np.int64))
+            if code in (register_las or la_codes):
+                registers = _register_records(home, code)
+                t_parts.append(encode(registers, hasher, config))
+                t_party.append(np.full(len(registers), i, dtype=np.int64))
+                del registers
+        del hasher
+    finally:
+        destroy_round_secret(home.keys, round_id)  # no encoding can be made or compared again
+    found = run_linkage_unit(np.concatenate(q_parts), np.concatenate(q_party),
+                             np.concatenate(t_parts), np.concatenate(t_party), min(possible_threshold, threshold))
+    del q_parts, t_parts
+    hits = {q: (parties[p], d >= threshold)
+            for q, p, d in zip(found.query.tolist(), found.party.tolist(), found.dice.tolist(), strict=True)}
+    results, offset = [], 0
+    for code, refs, held in queries:
+        mine = {refs[q - offset]: hit for q, hit in hits.items() if offset <= q < offset + len(refs)}
+        offset += len(refs)
+        results.append(_apply(home, code, mine, held, today, run_id))
+    return results
+
+
+def _apply(home: Home, la_code: str, found: dict[tuple[str, str], tuple[str, bool]], held: pd.DataFrame,
+           today: dt.date, run_id: str) -> CrossLaResult:
+    """Transfer the children found elsewhere to that LA and delete them here (as a follow-up
+    finding), note the possible ones, record counts."""
+    engine = home.store(la_code)
+    with engine.connect() as conn:
+        live = fstore.live_children(conn, la_code, today)
+    gone = [key for key, (_, sure) in found.items() if sure and key in live]
+    maybe = [key for key, (_, sure) in found.items() if not sure and key in live]
+    if gone:  # sent first: a crash before the deletion leaves them held, to be found again
+        by_ref = held.set_index(["delivery_id", "health_record_id"], drop=False)
+        transfers.send(home, la_code, by_ref.loc[gone].reset_index(drop=True), [found[k][0] for k in gone], today,
+                       run_id)
+    with engine.begin() as conn:
+        rstore.delete_retained_keys(conn, la_code, gone)
+        fstore.record_resolutions(conn, la_code, [(OUTCOME, live[k]) for k in gone], today)
+        for other in sorted({found[k][0] for k in maybe}):
+            fstore.set_notes(conn, la_code, [k for k in maybe if found[k][0] == other], f"{POSSIBLE_NOTE}{other}", today)
+    if gone:
+        sstore.release_deleted_space(engine)
+        rstore.finish_shredding(engine, home.keys, la_code)
+    counts = dict(sorted(Counter(found[k][0] for k in gone).items()))
+    possible = dict(sorted(Counter(found[k][0] for k in maybe).items()))
+    evidence.record(home.settings, la_code, run_id, "cross_la_check", {
+        "checked": len(held), "found_on_other_la_register": counts, "removed": len(gone),
+        "possibly_on_other_la_register": possible,
+    })
+    evidence.checkpoint(home.settings, home.keys, la_code)
+    return CrossLaResult(la_code, len(held), counts, run_id, possible)

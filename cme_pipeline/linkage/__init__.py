@@ -1,0 +1,16 @@
+"""Privacy-preserving record linkage between LAs: hardened Bloom-filter encodings (``encode``)
+made by each LA under the check's shared secret, compared at a linkage unit that holds no
+secret (``unit``). Arrays in and out: no storage, no keys (those stay in ``crypto.clk``)."""
+
+from __future__ import annotations
+
+from cme_pipeline.linkage.encode import ClkConfig, encode
+from cme_pipeline.linkage.unit import (
+    DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    Found,
+    link_encodings,
+    run_linkage_unit,
+)
+
+__all__ = ["DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD", "ClkConfig", "Found", "encode", "link_encodings", "run_linkage_unit"]

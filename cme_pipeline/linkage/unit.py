@@ -1,0 +1,142 @@
+"""The linkage unit: compares encodings by Dice similarity, knowing no secret and no identity.
+
+It receives, for one check, every LA's register encodings and every LA's query encodings (its
+retained children), each with only the index of the LA it came from, and answers, for each
+query, the LA whose register holds a record at Dice similarity at or above the threshold (the
+best one if several), never which record. It is a separate process (``run_linkage_unit`` starts
+``python -m cme_pipeline.linkage.unit``, talking over a pipe: nothing is written to disk), so it
+shares no memory, key store session or database connection with the LAs.
+
+Candidate pairs come from Hamming locality-sensitive hashing on the encodings' bits (Karapiperis
+and Verykios 2015): ``tables`` random samples of ``sample`` bit positions each, drawn by the unit
+itself (they need no secret); a pair agreeing on every sampled bit of one table is compared.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+# Calibrated on simulated truth (benchmarks/cross_la.py, benchmarks/README.md): no child on no
+# register reaches DEFAULT_THRESHOLD in all of Wales (the best scored 0.828 and 0.838 in two
+# encodings under different secrets); name and date of birth agreeing without the postcode (a
+# child who moved, or a namesake) mostly scores between the two.
+DEFAULT_THRESHOLD = 0.86
+DEFAULT_POSSIBLE_THRESHOLD = 0.76
+TABLES = 48
+SAMPLE = 22
+
+
+@dataclass(frozen=True)
+class Found:
+    """Queries found on another LA's register: index into the queries, that LA's index, Dice."""
+
+    query: np.ndarray
+    party: np.ndarray
+    dice: np.ndarray
+
+
+def _popcount_rows(a: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(a.view(np.uint64)).sum(axis=1, dtype=np.int64)
+
+
+def _keys(bits: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """One uint64 bucket key per row: the row's bits at ``positions``."""
+    byte, shift = positions // 8, 7 - positions % 8
+    sampled = (bits[:, byte] >> shift.astype(np.uint8)) & 1
+    return (sampled.astype(np.uint64) << np.arange(len(positions), dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+
+def link_encodings(
+    queries: np.ndarray, query_party: np.ndarray, targets: np.ndarray, target_party: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD, tables: int = TABLES, sample: int = SAMPLE, seed: int | None = None,
+) -> Found:
+    """For each query, the best target of another party at Dice >= ``threshold``.
+
+    Args:
+        queries: uint8 encodings (rows) of the children to look for.
+        query_party: the index of the LA each query came from.
+        targets: uint8 encodings of register records, same width.
+        target_party: the index of the LA each target came from.
+        threshold: the lowest Dice similarity that counts as the same child.
+        tables: LSH tables.
+        sample: bits sampled per table (at most 64).
+        seed: for the bit samples (default: fresh).
+    """
+    if queries.shape[1] != targets.shape[1] or queries.shape[1] % 8:
+        raise ValueError("queries and targets must be encodings of one width (a multiple of 64 bits)")
+    rng = np.random.default_rng(seed)
+    width = queries.shape[1] * 8
+    q_pop, t_pop = _popcount_rows(queries), _popcount_rows(targets)
+    best = np.zeros(len(queries), dtype=np.float64)
+    best_party = np.full(len(queries), -1, dtype=np.int64)
+    for _ in range(tables if len(queries) and len(targets) else 0):
+        positions = rng.choice(width, sample, replace=False)
+        tk, qk = _keys(targets, positions), _keys(queries, positions)
+        order = np.argsort(tk, kind="stable")
+        sorted_keys = tk[order]
+        lo, hi = np.searchsorted(sorted_keys, qk, "left"), np.searchsorted(sorted_keys, qk, "right")
+        sizes = hi - lo
+        qi = np.repeat(np.arange(len(queries)), sizes)
+        if not qi.size:
+            continue
+        ti = order[np.repeat(lo, sizes) + (np.arange(qi.size) - np.repeat(np.cumsum(sizes) - sizes, sizes))]
+        keep = target_party[ti] != query_party[qi]
+        qi, ti = qi[keep], ti[keep]
+        for start in range(0, qi.size, 200_000):
+            a, b = qi[start : start + 200_000], ti[start : start + 200_000]
+            common = _popcount_rows(queries[a] & targets[b])
+            dice = 2.0 * common / np.maximum(q_pop[a] + t_pop[b], 1)
+            better = dice > best[a]
+            # several pairs of one query in a chunk: the order of assignment keeps the last, so
+            # sort by Dice so the best is written last
+            idx = np.argsort(dice[better], kind="stable")
+            best[a[better][idx]] = dice[better][idx]
+            best_party[a[better][idx]] = target_party[b[better][idx]]
+    hit = np.flatnonzero(best >= threshold)
+    return Found(hit, best_party[hit], best[hit])
+
+
+def run_linkage_unit(
+    queries: np.ndarray, query_party: np.ndarray, targets: np.ndarray, target_party: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Found:
+    """``link_encodings`` in a separate process (the linkage unit), over a pipe.
+
+    Args:
+        queries: uint8 encodings of the children to look for.
+        query_party: the index of the LA each query came from.
+        targets: uint8 encodings of register records.
+        target_party: the index of the LA each target came from.
+        threshold: the lowest Dice similarity that counts as the same child.
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, queries=queries, query_party=query_party, targets=targets, target_party=target_party,
+             threshold=np.array(threshold))
+    done = subprocess.run([sys.executable, "-m", "cme_pipeline.linkage.unit"], input=buffer.getvalue(),
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        # The unit's stderr holds no personal data (it never sees any), only its own error line.
+        raise RuntimeError(f"the linkage unit failed (exit {done.returncode}): "
+                           f"{done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+    answer = np.load(io.BytesIO(done.stdout))
+    return Found(answer["query"], answer["party"], answer["dice"])
+
+
+def main() -> int:
+    """The unit's process: encodings on stdin, findings on stdout (both .npz)."""
+    data = np.load(io.BytesIO(sys.stdin.buffer.read()))
+    found = link_encodings(data["queries"], data["query_party"], data["targets"], data["target_party"],
+                           float(data["threshold"]))
+    out = io.BytesIO()
+    np.savez(out, query=found.query, party=found.party, dice=found.dice)
+    sys.stdout.buffer.write(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""The cross-LA check (issue 15): children on a neighbouring LA's register in the simulator, and
+their removal from the follow-up list by privacy-preserving linkage that tells an LA only which
+other LA holds its child, with no secret at the linkage unit and the secret gone afterwards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cme_pipeline import matching
+from cme_pipeline.cli import main
+from cme_pipeline.config import Settings, load_settings
+from cme_pipeline.crypto.clk import (
+    TokenHasher,
+    create_round_secret,
+    destroy_round_secret,
+    token_hasher,
+)
+from cme_pipeline.crypto.transfer import transfer_cipher
+from cme_pipeline.errors import KeyUnavailable, UsageError
+from cme_pipeline.evidence import files
+from cme_pipeline.home import open_home
+from cme_pipeline.la import cross_la, follow_up, transfers
+from cme_pipeline.la import minimise as m
+from cme_pipeline.linkage import ClkConfig, encode, link_encodings, run_linkage_unit
+from cme_pipeline.linkage.encode import bigrams
+from cme_pipeline.schemas import HEALTH_EXTRACT
+from cme_pipeline.simulate.cross_la import NEIGHBOURS, la_rate, plan
+from cme_pipeline.simulate.wales import simulate_las
+from cme_pipeline.store import replace_register
+
+VALE, CARDIFF, NEWPORT = "W06000014", "W06000015", "W06000022"
+LAS = [VALE, CARDIFF, NEWPORT]
+TODAY = dt.date.today()
+
+
+# -- simulator ------------------------------------------------------------------------------------
+
+def test_simulated_children_on_a_neighbours_register_are_on_none_of_their_own() -> None:
+    sims = list(simulate_las(LAS, children=6000, seed=5, year_start=2026, cross_la_rate=0.05))
+    truth = pd.concat([s.truth for s in sims], ignore_index=True)
+    register_truth = pd.concat([s.register_truth for s in sims], ignore_index=True)
+    assert truth["nhs_number"].is_unique and sum(len(s.extract) for s in sims) == 6000
+    cross = truth[truth["other_la"] != ""]
+    assert len(cross) > 100
+    assert (cross["registers"] == "").all() and cross["reason"].str.startswith("other_la:").all()
+    assert set(cross["reason"]) == {"other_la:schooled", "other_la:moved"}
+    assert all(o in NEIGHBOURS[h] for h, o in zip(cross["la_code"], cross["other_la"], strict=True))
+    # each is on the other LA's census, under the other LA's code, and nowhere else
+    where = register_truth[register_truth["nhs_number"].isin(set(cross["nhs_number"]))]
+    placed = where.groupby("nhs_number")["la_code"].agg(set)
+    assert all(placed[n] == {o} for n, o in zip(cross["nhs_number"], cross["other_la"], strict=True))
+    # a border-rich LA sends more of its children than Anglesey, which has one neighbour
+    assert la_rate("W06000023", 0.03) > la_rate(CARDIFF, 0.03) > la_rate("W06000001", 0.03)
+    sent = plan({"W06000001": 10_000, "W06000002": 10_000}, 0.03)
+    assert sent[("W06000001", "W06000002")] == round(10_000 * la_rate("W06000001", 0.03))
+    assert list(simulate_las([CARDIFF], children=500, seed=5))[0].truth["other_la"].eq("").all()  # no neighbour
+
+
+def test_cme_simulate_refuses_a_cross_la_rate_out_of_range(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--home", str(settings.home), "simulate", "--la", CARDIFF, "--cross-la-rate", "0.9"]) != 0
+    assert "--cross-la-rate must be between 0 and 0.5" in capsys.readouterr().err
+
+
+# -- encodings and the linkage unit ----------------------------------------------------------------
+
+def _hasher(byte: bytes) -> TokenHasher:
+    return TokenHasher(byte * 32, byte * 32)
+
+
+PEOPLE = pd.DataFrame({
+    "forename": ["Siân", "Dafydd", "Sian"], "middle_names": ["", "", ""], "surname": ["Lloyd-Jones", "Evans", "Lloyd Jones"],
+    "dob": ["2015-03-04", "2013-11-30", "2015-03-04"], "sex": ["F", "M", "F"],
+    "postcode": ["CF10 1AA", "NP20 4AB", "cf101aa"],
+})
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    common = int(np.bitwise_count(a & b).sum())
+    return 2 * common / int(np.bitwise_count(a).sum() + np.bitwise_count(b).sum())
+
+
+def test_encodings_agree_on_one_child_and_not_on_another_or_under_another_secret() -> None:
+    plain = ClkConfig(flip=0.0)
+    one = encode(PEOPLE, _hasher(b"a"), plain)
+    assert one.shape == (3, 128) and one.dtype == np.uint8
+    assert _dice(one[0], one[2]) == 1.0  # normalised alike: accents, hyphen, postcode spacing
+    assert _dice(one[0], one[1]) < 0.3
+    other = encode(PEOPLE, _hasher(b"b"), plain)
+    assert _dice(one[0], other[0]) < 0.4  # without the check's secret nothing lines up
+    hardened = encode(PEOPLE, _hasher(b"a"))  # BLIP: two encodings of one child differ, yet stay close
+    again = encode(PEOPLE, _hasher(b"a"))
+    assert not np.array_equal(hardened, again) and _dice(hardened[0], again[0]) > 0.9
+    balanced = encode(PEOPLE, _hasher(b"a"), ClkConfig(balance=True, flip=0.0))
+    assert (np.bitwise_count(balanced).sum(axis=1) == 1024).all()  # every encoding has the same weight
+    assert bigrams("jo") == ["_j", "jo", "o_"] and bigrams("") == []
+
+
+def test_the_linkage_unit_process_answers_la_indices_only() -> None:
+    clks = encode(PEOPLE, _hasher(b"a"))
+    queries, targets = clks[[0, 1]], clks[[2, 1]]
+    found = run_linkage_unit(queries, np.array([0, 0]), targets, np.array([1, 0]))
+    # the first child is on party 1's register; the second only matches its own LA, which is never searched
+    assert found.query.tolist() == [0] and found.party.tolist() == [1] and found.dice[0] > 0.8
+    same = link_encodings(queries, np.array([0, 0]), targets, np.array([1, 0]), seed=1)
+    assert same.query.tolist() == found.query.tolist()
+
+
+def test_the_round_secret_is_gone_after_the_check(settings: Settings) -> None:
+    keys = open_home(settings).keys
+    create_round_secret(keys, "r1")
+    token_hasher(keys, "r1")
+    assert destroy_round_secret(keys, "r1")
+    with pytest.raises(KeyUnavailable):
+        token_hasher(keys, "r1")
+
+
+# -- the check on a simulated round ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Round:
+    settings: Settings
+    truth: pd.DataFrame  # with health_record_id and delivery_id of each child
+
+
+def _run_round(settings: Settings) -> Round:
+    """Three neighbouring LAs simulated, matched and minimised as their runs would."""
+    home = open_home(settings)
+    parts = []
+    for sim in simulate_las(LAS, children=1800, seed=11, year_start=2026, cross_la_rate=0.05):
+        engine = home.store(sim.la_code)
+        for source, frame in sim.registers.items():
+            replace_register(engine, sim.la_code, source, frame, as_of=TODAY)
+        delivery = f"D20261001-{sim.la_code}-0000cafe"
+        extract = sim.extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
+        m.stage_delivery(home, sim.la_code, delivery, extract)
+        outcomes = matching.match_registers(
+            matching.health_to_canonical(extract),
+            {s: matching.register_to_canonical(f) for s, f in sim.registers.items()},
+        )
+        m.minimise(home, sim.la_code, delivery, "manual__round", outcomes, today=TODAY)
+        t = sim.truth.copy()
+        t["delivery_id"], t["health_record_id"] = delivery, outcomes["health_record_id"].to_numpy()
+        t["outcome"] = outcomes["outcome"].to_numpy()
+        parts.append(t)
+    return Round(settings, pd.concat(parts, ignore_index=True))
+
+
+def _held_refs(settings: Settings, la_code: str) -> set[tuple[str, str]]:
+    frame = m.read_retained(open_home(settings), la_code, outcome="unmatched")
+    return set(zip(frame["delivery_id"], frame["health_record_id"], strict=True))
+
+
+def test_the_check_removes_children_found_elsewhere_and_never_one_on_no_register(tmp_path: Path) -> None:
+    # The file key store only: the secret's life on a token is test_the_round_secret_is_gone_after_the_check[pkcs11].
+    settings = load_settings(tmp_path / "home", environ={})
+    r = _run_round(settings)
+    before = {code: _held_refs(settings, code) for code in LAS}
+    results = cross_la.check_round(open_home(settings), LAS, today=TODAY, round_id="test-round")
+    assert not open_home(settings).keys.names("cross_la")  # the shared secret is destroyed
+
+    by_ref = r.truth.set_index(["delivery_id", "health_record_id"])
+    removed_total, cross_held, noted = 0, 0, 0
+    for res in results:
+        after = _held_refs(settings, res.la_code)
+        removed = before[res.la_code] - after
+        assert after <= before[res.la_code] and len(removed) == res.removed
+        facts = by_ref.loc[sorted(removed)]
+        # every child removed is truly on the register of the LA the check named, none on no register
+        assert (facts["other_la"] != "").all()
+        named = {o: int(n) for o, n in facts["other_la"].value_counts().items()}
+        assert named == res.found_in
+        held = by_ref.loc[sorted(before[res.la_code])]
+        cross_held += int((held["other_la"] != "").sum())
+        removed_total += len(removed)
+        # the ledger names the other LAs' codes and counts, never a child
+        entries = [json.loads(line) for line in files.ledger_file(settings, res.la_code).read_text().splitlines()]
+        entry = next(e for e in entries if e["event"] == "cross_la_check")
+        assert entry["facts"] == {"checked": len(before[res.la_code]), "found_on_other_la_register": res.found_in,
+                                  "removed": res.removed, "possibly_on_other_la_register": res.possible_in}
+        text = json.dumps(entry)
+        assert not any(f'"{ref[1]}"' in text for ref in removed) and not any(n in text for n in facts["nhs_number"])
+        summary = follow_up.report_summary(open_home(settings), res.la_code, TODAY)
+        assert summary.resolved_by_outcome.get(follow_up.LABELS[cross_la.OUTCOME], 0) == res.removed
+        # those only possibly elsewhere stay held, with a note naming the LA to call first
+        notes = [c.note for c in follow_up.held(open_home(settings), res.la_code, TODAY) if c.note]
+        assert sorted(notes) == sorted(f"possibly_on_{o}" for o, n in res.possible_in.items() for _ in range(n))
+        noted += sum(res.possible_in.values())
+    assert cross_held > 20 and removed_total >= 0.5 * cross_held and removed_total + noted >= 0.9 * cross_held
+    _transfers_are_sealed_to_the_receiving_la_and_overdue_until_acknowledged(r, results)
+
+
+def _transfers_are_sealed_to_the_receiving_la_and_overdue_until_acknowledged(
+    r: Round, results: list[cross_la.CrossLaResult]
+) -> None:
+    settings, home = r.settings, open_home(r.settings)
+    sent = {res.la_code: res.found_in for res in results if res.removed}
+    assert sent
+    sender, counts = next(iter(sent.items()))
+    receiver = next(iter(counts))
+    outgoing = [t for t in transfers.listed(home, sender) if t.direction == "out" and t.other_la == receiver]
+    incoming = [t for t in transfers.listed(home, receiver) if t.direction == "in" and t.other_la == sender]
+    assert len(outgoing) == counts[receiver] and {t.transfer_id for t in outgoing} == {t.transfer_id for t in incoming}
+    tid = incoming[0].transfer_id
+    record = transfers.open_incoming(home, receiver, tid)  # the receiving LA reads the child it now knows about
+    child = r.truth[r.truth["nhs_number"] == record["nhs_number"]].iloc[0]
+    assert child["la_code"] == sender and child["other_la"] == receiver
+    for code in (sender, receiver):  # both ledgers: ids and counts, never the child
+        text = files.ledger_file(settings, code).read_text()
+        assert tid in text and record["nhs_number"] not in text and str(record["surname"]) not in text
+
+    late = (TODAY + dt.timedelta(days=29)).isoformat()
+    assert main(["--home", str(settings.home), "transfers", "list", "--la", sender, "--today", late]) == 0
+    assert main(["--home", str(settings.home), "transfers", "list", "--la", receiver, "--today", late]) == 0
+    assert main(["--home", str(settings.home), "transfers", "acknowledge", "--la", receiver, "--id", tid]) == 0
+    assert main(["--home", str(settings.home), "transfers", "acknowledge", "--la", sender, "--id", tid]) != 0  # not its to acknowledge
+    with pytest.raises(UsageError):
+        transfers.open_incoming(home, receiver, tid)  # gone once acknowledged
+    with pytest.raises(KeyUnavailable):
+        transfer_cipher(home.keys, receiver, tid)  # and its key with it
+    acknowledged = {t.transfer_id: t for t in transfers.listed(home, sender)}[tid]
+    assert acknowledged.acknowledged_on == TODAY and not acknowledged.overdue(TODAY + dt.timedelta(days=40))
+    assert all(t.overdue(TODAY + dt.timedelta(days=29)) for t in transfers.listed(home, sender) if t.transfer_id != tid)
+
+
+def test_the_postcode_district_and_area_tokens_credit_a_move_within_the_area() -> None:
+    child = {"forename": "Cai", "surname": "Jones", "dob": "2015-03-02", "sex": "M"}
+    moves = pd.DataFrame([child | {"postcode": p} for p in ("CF10 1AA", "CF14 2BB", "CF10 3DD", "LL77 2BA")])
+    plain, extra = ClkConfig(flip=0.0), ClkConfig(flip=0.0, k_district=20, k_area=20)
+    base, with_area = encode(moves, _hasher(b"a"), plain), encode(moves, _hasher(b"a"), extra)
+    # without the tokens a move within the area and one across Wales score alike; with them they do not
+    assert abs(_dice(base[0], base[1]) - _dice(base[0], base[3])) < 0.05
+    assert _dice(with_area[0], with_area[1]) > _dice(with_area[0], with_area[3]) + 0.05  # same area CF
+    assert _dice(with_area[0], with_area[2]) > _dice(with_area[0], with_area[1])  # and the same district CF10
