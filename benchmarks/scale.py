@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py wales --runs 3 [--code DIR] [--counts-out FILE]
     .venv/bin/python benchmarks/scale.py population --multiple K [--runs 1]
+    .venv/bin/python benchmarks/scale.py compare --before DIR [--after DIR] [--runs 3]
     .venv/bin/python benchmarks/scale.py keyops [--children 1000 8000]
 
 `wales` simulates all 22 LAs once (about 440,000 children), copies that home (and its key
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,6 +79,14 @@ class _TreeMemory:
         return self.peak
 
 
+_LAST_CPU = [0.0]  # CPU seconds (user + sys) of the last `cme run` and every process it waited for
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _simulate(code: Path, home: Path, children: int | None) -> float:
     args = ["simulate", "--la", "all"] + (["--children", str(children)] if children else [])
     start = time.perf_counter()
@@ -96,12 +106,14 @@ def _copy_home(template: Path, target: Path) -> Path:
 
 def _run_once(code: Path, home: Path) -> tuple[float, int, dict[str, list[int]], str]:
     start = time.perf_counter()
+    cpu_before = _children_cpu()
     proc = subprocess.Popen(_cme(code, home, "run", "--la", "all"), cwd=code, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     memory = _TreeMemory(proc.pid)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     peak = memory.stop()
+    _LAST_CPU[0] = _children_cpu() - cpu_before
     if proc.returncode != 0:
         sys.exit(f"cme run failed ({proc.returncode}): {err.strip()[-2000:]}")
     counts = {m[1]: [int(m[3]), int(m[4]), int(m[5]), int(m[6])]
@@ -161,7 +173,7 @@ def measure(code: Path, runs: int, children: int | None, counts_out: Path | None
             elif counts != first:
                 sys.exit(f"run {i + 1}: per-LA counts differ from run 1")
             received = sum(c[0] for c in counts.values())
-            print(f"run {i + 1}: {wall:.1f} s wall, peak RSS (sum over processes) {peak / 2**20:.0f} MiB, "
+            print(f"run {i + 1}: {wall:.1f} s wall, {_LAST_CPU[0]:.1f} s CPU, peak RSS (sum over processes) {peak / 2**20:.0f} MiB, "
                   f"{received:,} children ({wall / received * 1e6:.0f} us per child), load before {load:.2f}",
                   flush=True)
             for line in err.splitlines():
@@ -186,11 +198,26 @@ def measure(code: Path, runs: int, children: int | None, counts_out: Path | None
 
 
 def key_operations(children: list[int]) -> None:
-    """Count key-store calls per method in one LA's `cme run` (in-process, one worker) at two sizes.
+    """Count key-store calls per method in one LA's `cme run` (one worker) at several sizes.
 
     The difference between the sizes is the per-child part (the design says none: a key store
-    is called per key, never per record); the rest is per LA and run.
+    is called per key, never per record); the rest is per LA and run. Each size runs in its own
+    process (Airflow binds to one home per process).
     """
+    rows: dict[int, dict[str, int]] = {}
+    for n in children:
+        done = subprocess.run([sys.executable, __file__, "keyops-one", "--children", str(n)],
+                              capture_output=True, text=True, cwd=ROOT)
+        if done.returncode != 0:
+            sys.exit(done.stderr[-2000:])
+        rows[n] = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in sorted({m for r in rows.values() for m in r}):
+        print(f"{name:>22}: " + ", ".join(f"{rows[n].get(name, 0)} at {n:,} children" for n in children))
+    print("total key-store calls per LA run: "
+          + ", ".join(f"{sum(rows[n].values())} at {n:,} children" for n in children))
+
+
+def _key_operations_one(children: int) -> None:
     from collections import Counter
 
     from cme_pipeline.cli import main as cme
@@ -199,38 +226,61 @@ def key_operations(children: list[int]) -> None:
     from cme_pipeline.simulate.wales import simulate_to_home
 
     la = "W06000015"
-    calls: Counter[tuple[int, str]] = Counter()
-    size = [0]
+    calls: Counter[str] = Counter()
     methods = ("exists", "destroy", "names", "create_secret", "derive", "create_signing_key", "sign",
                "create_agreement_key", "agree", "put_public", "public_key")
     originals = {name: getattr(FileKeyStore, name) for name in methods}
 
     def counting(name: str):  # type: ignore[no-untyped-def]
         def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            calls[(size[0], name)] += 1
+            calls[name] += 1
             return originals[name](self, *args, **kwargs)
         return call
 
-    for n in children:
-        with tempfile.TemporaryDirectory(prefix="cme-keyops-") as tmp:
-            settings = load_settings(Path(tmp) / "home", environ={})
-            simulate_to_home(settings, [la], children=n, seed=7)
-            size[0] = n
-            for name in methods:
-                setattr(FileKeyStore, name, counting(name))
-            try:
-                status = cme(["--home", str(settings.home), "run", "--la", la, "--workers", "1"])
-            finally:
-                for name in methods:
-                    setattr(FileKeyStore, name, originals[name])
-            if status != 0:
-                sys.exit(f"cme run failed ({status})")
-    for name in methods:
-        row = [calls[(n, name)] for n in children]
-        if any(row):
-            print(f"{name:>22}: " + ", ".join(f"{c} at {n:,} children" for c, n in zip(row, children, strict=True)))
-    totals = [sum(c for (n2, _), c in calls.items() if n2 == n) for n in children]
-    print("total key-store calls per LA run: " + ", ".join(f"{t} at {n:,} children" for t, n in zip(totals, children, strict=True)))
+    with tempfile.TemporaryDirectory(prefix="cme-keyops-") as tmp:
+        settings = load_settings(Path(tmp) / "home", environ={})
+        simulate_to_home(settings, [la], children=children, seed=7)
+        for name in methods:
+            setattr(FileKeyStore, name, counting(name))
+        status = cme(["--home", str(settings.home), "run", "--la", la, "--workers", "1"])
+        if status != 0:
+            sys.exit(f"cme run failed ({status})")
+    print(json.dumps(dict(calls)))
+
+
+def compare(before: Path, after: Path, runs: int) -> None:
+    """Before and after on copies of one simulated all-Wales home, alternating, so both see the
+    same machine load; the per-LA counts must be identical everywhere."""
+    with tempfile.TemporaryDirectory(prefix="cme-compare-") as tmp:
+        template = Path(tmp) / "template"
+        template.mkdir()
+        simulated = _simulate(ROOT, template / "home", None)
+        print(f"simulated all of Wales in {simulated:.1f} s", flush=True)
+        results: dict[str, list[tuple[float, float, int]]] = {"before": [], "after": []}
+        first = None
+        for i in range(runs):
+            for label, code in (("before", before), ("after", after)):
+                home = _copy_home(template, Path(tmp) / f"{label}{i}")
+                load = os.getloadavg()[0]
+                wall, peak, counts, _ = _run_once(code, home)
+                first = first or counts
+                if counts != first:
+                    sys.exit(f"{label} run {i + 1}: per-LA counts differ from the first run's")
+                seconds = _task_seconds_per_la(home)
+                fixed, per_child = _fixed_and_per_child(seconds, counts)
+                results[label].append((wall, _LAST_CPU[0], peak))
+                print(f"{label} {i + 1}: {wall:.1f} s wall, {_LAST_CPU[0]:.1f} s CPU, peak RSS (sum) "
+                      f"{peak / 2**20:.0f} MiB, load before {load:.2f}; in tasks {sum(seconds.values()):.1f} s "
+                      f"(fit {fixed:.2f} s per LA + {per_child * 1e6:.0f} us per child)", flush=True)
+                shutil.rmtree(home.parent)
+        for label, rows in results.items():
+            print(f"{label}: median {statistics.median(r[0] for r in rows):.1f} s wall "
+                  f"({', '.join(f'{r[0]:.1f}' for r in rows)}), median {statistics.median(r[1] for r in rows):.1f} s CPU, "
+                  f"peak RSS {max(r[2] for r in rows) / 2**20:.0f} MiB")
+        assert first is not None
+        print("identical per-LA counts in every run (received, matched, possible, retained): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(first.items())))
+        print(f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}")
 
 
 def main() -> None:
@@ -247,9 +297,19 @@ def main() -> None:
     p.add_argument("--counts-out", type=Path)
     k = sub.add_parser("keyops")
     k.add_argument("--children", type=int, nargs="+", default=[1000, 8000])
+    c = sub.add_parser("compare")
+    c.add_argument("--before", type=Path, required=True, help="checkout of the code before the change")
+    c.add_argument("--after", type=Path, default=ROOT, help="checkout of the code after it (default: this one)")
+    c.add_argument("--runs", type=int, default=3)
+    one = sub.add_parser("keyops-one")
+    one.add_argument("--children", type=int, required=True)
     args = parser.parse_args()
     if args.what == "keyops":
         key_operations(args.children)
+    elif args.what == "compare":
+        compare(args.before.resolve(), args.after.resolve(), args.runs)
+    elif args.what == "keyops-one":
+        _key_operations_one(args.children)
     elif args.what == "wales":
         measure(args.code.resolve(), args.runs, None, args.counts_out, "all-Wales cme run")
     else:
