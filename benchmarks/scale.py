@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py wales --runs 3 [--code DIR] [--counts-out FILE]
     .venv/bin/python benchmarks/scale.py population --multiple K [--runs 1]
-    .venv/bin/python benchmarks/scale.py compare --before DIR [--after DIR] [--runs 3]
+    .venv/bin/python benchmarks/scale.py compare --before DIR [--after DIR] [--runs 3] [--la CODES]
     .venv/bin/python benchmarks/scale.py keyops [--children 1000 8000]
 
 `wales` simulates all 22 LAs once (about 440,000 children), copies that home (and its key
@@ -87,8 +87,8 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _simulate(code: Path, home: Path, children: int | None) -> float:
-    args = ["simulate", "--la", "all"] + (["--children", str(children)] if children else [])
+def _simulate(code: Path, home: Path, children: int | None, las: str = "all") -> float:
+    args = ["simulate", "--la", las] + (["--children", str(children)] if children else [])
     start = time.perf_counter()
     done = subprocess.run(_cme(code, home, *args), cwd=code, capture_output=True, text=True)
     if done.returncode != 0:
@@ -104,10 +104,10 @@ def _copy_home(template: Path, target: Path) -> Path:
     return target / "home"
 
 
-def _run_once(code: Path, home: Path) -> tuple[float, int, dict[str, list[int]], str]:
+def _run_once(code: Path, home: Path, las: str = "all") -> tuple[float, int, dict[str, list[int]], str]:
     start = time.perf_counter()
     cpu_before = _children_cpu()
-    proc = subprocess.Popen(_cme(code, home, "run", "--la", "all"), cwd=code, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cme(code, home, "run", "--la", las), cwd=code, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     memory = _TreeMemory(proc.pid)
     out, err = proc.communicate()
@@ -118,8 +118,9 @@ def _run_once(code: Path, home: Path) -> tuple[float, int, dict[str, list[int]],
         sys.exit(f"cme run failed ({proc.returncode}): {err.strip()[-2000:]}")
     counts = {m[1]: [int(m[3]), int(m[4]), int(m[5]), int(m[6])]
               for m in (SUMMARY_ROW.match(line) for line in out.splitlines()) if m and m[7] == "completed"}
-    if len(counts) != 22:
-        sys.exit(f"expected 22 completed LAs, got {len(counts)}:\n{out}")
+    expected = 22 if las == "all" else len(las.split(","))
+    if len(counts) != expected:
+        sys.exit(f"expected {expected} completed LAs, got {len(counts)}:\n{out}")
     return wall, peak, counts, err
 
 
@@ -248,21 +249,21 @@ def _key_operations_one(children: int) -> None:
     print(json.dumps(dict(calls)))
 
 
-def compare(before: Path, after: Path, runs: int) -> None:
+def compare(before: Path, after: Path, runs: int, las: str = "all") -> None:
     """Before and after on copies of one simulated all-Wales home, alternating, so both see the
     same machine load; the per-LA counts must be identical everywhere."""
     with tempfile.TemporaryDirectory(prefix="cme-compare-") as tmp:
         template = Path(tmp) / "template"
         template.mkdir()
-        simulated = _simulate(ROOT, template / "home", None)
-        print(f"simulated all of Wales in {simulated:.1f} s", flush=True)
+        simulated = _simulate(ROOT, template / "home", None, las)
+        print(f"simulated --la {las} in {simulated:.1f} s", flush=True)
         results: dict[str, list[tuple[float, float, int]]] = {"before": [], "after": []}
         first = None
         for i in range(runs):
             for label, code in (("before", before), ("after", after)):
                 home = _copy_home(template, Path(tmp) / f"{label}{i}")
                 load = os.getloadavg()[0]
-                wall, peak, counts, _ = _run_once(code, home)
+                wall, peak, counts, _ = _run_once(code, home, las)
                 first = first or counts
                 if counts != first:
                     sys.exit(f"{label} run {i + 1}: per-LA counts differ from the first run's")
@@ -301,13 +302,14 @@ def main() -> None:
     c.add_argument("--before", type=Path, required=True, help="checkout of the code before the change")
     c.add_argument("--after", type=Path, default=ROOT, help="checkout of the code after it (default: this one)")
     c.add_argument("--runs", type=int, default=3)
+    c.add_argument("--la", default="all", help="LA codes to simulate and run (default all 22)")
     one = sub.add_parser("keyops-one")
     one.add_argument("--children", type=int, required=True)
     args = parser.parse_args()
     if args.what == "keyops":
         key_operations(args.children)
     elif args.what == "compare":
-        compare(args.before.resolve(), args.after.resolve(), args.runs)
+        compare(args.before.resolve(), args.after.resolve(), args.runs, args.la)
     elif args.what == "keyops-one":
         _key_operations_one(args.children)
     elif args.what == "wales":
