@@ -22,7 +22,7 @@ $(UV):
 
 # uv is itself in the locked dev group, so an exact sync keeps it.
 $(SYNCED): $(UV) uv.lock pyproject.toml
-	$(UV) sync --locked --quiet
+	$(UV) sync --locked --quiet --compile-bytecode
 	@touch $@
 
 demo: $(SYNCED)

@@ -6,6 +6,7 @@ This is the one module outside ``dags/`` that imports Airflow, and only inside f
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Iterator
@@ -84,13 +85,15 @@ class DagRunResult:
     task_states: dict[str, str]  # "<task_id>[<map_index>]" -> state
 
 
-def run_dag(settings: Settings, dag_id: str, conf: dict[str, Any]) -> DagRunResult:
+def run_dag(settings: Settings, dag_id: str, conf: dict[str, Any], logical_date: dt.datetime | None = None) -> DagRunResult:
     """Run one DAG now, in-process, with ``dag.test()``.
 
     Args:
         settings: the home (``prepare`` must have been called).
         dag_id: which DAG.
         conf: the run's Params (validated by Airflow against the DAG's Param schema).
+        logical_date: the run's logical date (default: now); it names the run, so runs started
+            at the same moment by parallel workers are given distinct ones.
     """
     from airflow.dag_processing.dagbag import DagBag
 
@@ -98,11 +101,32 @@ def run_dag(settings: Settings, dag_id: str, conf: dict[str, Any]) -> DagRunResu
     if dag_id not in bag.dags:
         errors = "; ".join(f"{Path(k).name}: {v.splitlines()[-1] if v else ''}" for k, v in bag.import_errors.items())
         raise RuntimeError(f"DAG {dag_id} did not load ({errors or 'not found'})")
-    dag_run = bag.dags[dag_id].test(run_conf=conf)
+    dag_run = bag.dags[dag_id].test(run_conf=conf, logical_date=logical_date or dt.datetime.now(dt.UTC))
     states = {
         f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in dag_run.get_task_instances()
     }
     return DagRunResult(run_id=dag_run.run_id, state=str(dag_run.state), task_states=states)
+
+
+def sync_dags() -> None:
+    """Write the DAG bundle and our parsed DAGs to the metadata DB now, as ``dag.test()`` does first.
+
+    Parallel workers (``embedded_workers``) each start with ``dag.test()``, whose first act is
+    this sync: on a fresh metadata DB two of them would both insert the bundle's row. Done once
+    before they start, theirs finds everything in place and writes nothing new.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.utils.session import create_session
+
+    manager = DagBundlesManager()
+    with create_session() as session:
+        manager.sync_bundles_to_db(session=session)
+    for bundle in manager.get_all_dag_bundles():
+        if not bundle.is_initialized:
+            bundle.initialize()
+        bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+        sync_bag_to_db(bag, bundle.name, bundle.version)
 
 
 def console_log(settings: Settings) -> Path:

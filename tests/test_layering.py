@@ -77,7 +77,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"home"}),  # the composition root
     frozenset({"la", "simulate"}),
     frozenset({"pipeline"}),
-    frozenset({"commands", "embedded_airflow", "cli", "ui", "supervisor", "airflow_services", "celery_worker"}),
+    frozenset({"commands", "embedded_airflow", "embedded_workers", "cli", "ui", "supervisor", "airflow_services", "celery_worker"}),
 )
 # Only the composition root names a concrete key store or opens an LA store engine.
 WIRING = {"FileKeyStore": {"home.py", "crypto/keystore.py"}, "Pkcs11KeyStore": {"home.py", "crypto/pkcs11_store.py"},

@@ -50,6 +50,7 @@ class Finished:
     scan_roots: list[Path]
     probe: Probe  # the run's NHS numbers; children on no register the LA side did not already show
     server: PostgresServer | None
+    bad_run_id: str  # the bad LA's run: `cme run` may give each of its worker processes its own
 
 
 def _cme(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -111,10 +112,12 @@ def finished(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         runs = sorted((settings.store_dir(GOOD) / "runs").iterdir())
         assert len(runs) == 1, done.stderr
         run_id = json.loads((runs[0] / "state.json").read_text())["run_id"]
+        (bad_run,) = (settings.store_dir(BAD) / "runs").iterdir()
+        bad_run_id = json.loads((bad_run / "state.json").read_text())["run_id"]
         if server is not None:
             server.checkpoint()
         roots = [home, tmp] + ([server.datadir, server.logfile] if server else [])
-        yield Finished(settings, done, run_id, extracts, truth, roots, probe, server)
+        yield Finished(settings, done, run_id, extracts, truth, roots, probe, server, bad_run_id)
     finally:
         if server is not None:
             server.stop()
@@ -168,9 +171,9 @@ def test_evidence_verifies_and_records_the_rejection(finished: Finished) -> None
     stated = certificate["facts"]
     assert stated["received"] == state["received"] and stated["retained"] == state["retained"]
     assert certificate["matched"] == state["matched"] and stated["data_key_id"] == state["data_key_id"]
-    bad_state = read_state(RunPaths(settings, BAD, finished.run_id))
+    bad_state = read_state(RunPaths(settings, BAD, finished.bad_run_id))
     assert bad_state["check"] == "integrity" and "SHA-256" in bad_state["rejected"]
-    events = [e["event"] for e in ledger.run_entries(settings, BAD, finished.run_id)]
+    events = [e["event"] for e in ledger.run_entries(settings, BAD, finished.bad_run_id)]
     assert "delivery_rejected" in events and "minimised" not in events, events
     assert Path(state["report"]).is_file()
 

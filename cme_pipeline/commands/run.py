@@ -8,7 +8,8 @@ import time
 
 from cme_pipeline.areas import parse_la_codes
 from cme_pipeline.config import Settings, check_thresholds
-from cme_pipeline.errors import CmeError
+from cme_pipeline.embedded_workers import ShareResult
+from cme_pipeline.errors import CmeError, UsageError
 from cme_pipeline.pipeline.lock import home_lock
 from cme_pipeline.progress import say
 from cme_pipeline.runs import LaOutcome, la_outcome, waiting_deliveries
@@ -23,12 +24,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--possible-threshold", type=float)
     p.add_argument("--no-cross-la", action="store_true",
                    help="skip the cross-LA check that follows the runs (docs/cross-la.md)")
+    p.add_argument("--workers", type=int, help="LAs run in parallel in this many processes "
+                                                "(default: one per usable core)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run until every waiting delivery of the chosen LAs is processed or rejected."""
     codes = parse_la_codes(args.la)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     check_thresholds(  # refuse a destructive typo before anything is opened
         settings.match_threshold if args.match_threshold is None else args.match_threshold,
         settings.possible_threshold if args.possible_threshold is None else args.possible_threshold,
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.possible_threshold is not None:
         conf["possible_threshold"] = args.possible_threshold
     with home_lock(settings):
-        code = run_waiting(settings, codes, conf)
+        code = run_waiting(settings, codes, conf, workers=args.workers)
         if not args.no_cross_la:
             _cross_la(settings, codes)
         return code
@@ -60,7 +65,7 @@ def _cross_la(settings: Settings, codes: list[str]) -> None:
         say(f"cross-LA check of {len(results)} LA(s) in {time.monotonic() - start:.0f}s")
 
 
-def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -> int:
+def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object], workers: int | None = None) -> int:
     """Run ``cme_matching`` until no chosen LA has a delivery waiting; print the summary.
 
     The caller holds the home lock. Returns 0, or raises (exit 3) after one stderr line per LA
@@ -70,8 +75,10 @@ def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -
         settings: the home.
         codes: the LAs to look at.
         conf: the run's Params other than ``la_codes``.
+        workers: how many LAs run at once, each share of them in its own forked process and
+            ``cme_matching`` run (default: one per usable core; 1 runs everything in this process).
     """
-    from cme_pipeline import embedded_airflow
+    from cme_pipeline import embedded_airflow, embedded_workers
 
     pending = [c for c in codes if waiting_deliveries(settings, c)]
     if not pending:
@@ -84,17 +91,22 @@ def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -
         f"{embedded_airflow.console_log(settings)})")
     with embedded_airflow.airflow_console_to_file(settings):
         embedded_airflow.prepare(settings)
+    workers = workers or embedded_workers.usable_cores()
     outcomes: list[LaOutcome] = []
     while pending:
         start = time.monotonic()
-        say(f"running cme_matching for {len(pending)} LA(s): {', '.join(pending)}")
+        shares = embedded_workers.split_by_size(settings, pending, workers)
+        say(f"running cme_matching for {len(pending)} LA(s) in {len(shares)} process(es): {', '.join(pending)}")
         with embedded_airflow.airflow_console_to_file(settings):
-            result = embedded_airflow.run_dag(settings, "cme_matching", conf | {"la_codes": pending})
-        for code in pending:
-            outcome = la_outcome(settings, code, result.run_id)
-            outcomes.append(outcome)
-            say(f"  {outcome.line()}")
-        say(f"run {result.run_id} {result.state} in {time.monotonic() - start:.0f}s")
+            results = _run_shares(settings, conf, shares)
+        for share in results:
+            for code in share.la_codes:
+                outcome = (la_outcome(settings, code, share.result.run_id) if share.result else
+                           LaOutcome(la_code=code, status="failed", reason=share.problem))
+                outcomes.append(outcome)
+                say(f"  {outcome.line()}")
+            if share.result:
+                say(f"run {share.result.run_id} {share.result.state} in {time.monotonic() - start:.0f}s")
         # An LA whose run failed (not a rejection) keeps its delivery in the inbox: do not loop.
         failed = {o.la_code for o in outcomes if o.status == "failed"}
         pending = [c for c in pending if c not in failed and waiting_deliveries(settings, c)]
@@ -109,6 +121,17 @@ def run_waiting(settings: Settings, codes: list[str], conf: dict[str, object]) -
         sys.stderr.write(f"cme run: not run, registers too old: {', '.join(stale)}\n")
         raise _Quiet(exit_code=4)
     return 0
+
+
+def _run_shares(settings: Settings, conf: dict[str, object], shares: list[list[str]]) -> list[ShareResult]:
+    """One ``cme_matching`` run per share: in this process for one share, else in forked workers."""
+    from cme_pipeline import embedded_airflow, embedded_workers
+
+    if len(shares) == 1:
+        return [ShareResult(tuple(shares[0]), embedded_airflow.run_dag(settings, "cme_matching",
+                                                                       conf | {"la_codes": shares[0]}))]
+    embedded_workers.warm_up()
+    return embedded_workers.run_shares(settings, "cme_matching", conf, shares)
 
 
 def _fresh_enough(settings: Settings, codes: list[str]) -> tuple[list[str], list[str]]:

@@ -24,6 +24,7 @@ from cme_pipeline.quality.results import (
     SuiteOutcome,
     facts,
 )
+from cme_pipeline.quality.runner import warm_up
 
 __all__ = [
     "MAX_FIELD_CHARS",
@@ -40,5 +41,6 @@ __all__ = [
     "check_register",
     "validate_registers",
     "validate_retained",
+    "warm_up",
     "write_results",
 ]

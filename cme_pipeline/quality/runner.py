@@ -102,6 +102,12 @@ def _suite(name: str) -> Any:
     return suite
 
 
+def warm_up() -> None:
+    """Import GX, build the context and every suite now (a process that forks workers pays once)."""
+    for path in sorted(suites_dir().glob("*.json")):
+        _suite(path.stem)
+
+
 def with_row_index(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame indexed by 1-based row number, the only index GX may put in a result."""
     return frame.set_axis(pd.RangeIndex(1, len(frame) + 1, name=ROW_INDEX), axis=0)
