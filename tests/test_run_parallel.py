@@ -5,6 +5,11 @@ the one process, task after task) and once with ``--workers 2``. In the parallel
 the two LAs ran at the same time (their task instances' spans in Airflow's metadata DB
 intersect; in the sequential home none does); the counts, the ledger's events and the evidence
 (``cme evidence verify``) are the same.
+
+The two LAs are neighbours with children on each other's registers, so the same runs also show
+that `cme run` runs the cross-LA check once the LAs' runs are done (issue 15): a child of one LA
+on the other's register leaves the retained list, no child on no register does, and the ledger
+entry names only LA codes and counts.
 """
 
 from __future__ import annotations
@@ -16,14 +21,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from cme_pipeline.config import Settings, load_settings
-from cme_pipeline.evidence import ledger
+from cme_pipeline.crypto import open_delivery
+from cme_pipeline.evidence import files, ledger
+from cme_pipeline.home import open_home
+from cme_pipeline.la.minimise import read_retained
+from cme_pipeline.quality.extract_csv import parse_extract
 from cme_pipeline.simulate.wales import simulate_to_home
 
-LAS = ["W06000001", "W06000008"]
+LAS = ["W06000014", "W06000015"]  # the Vale of Glamorgan and Cardiff: neighbours
+CROSS_LA_FACTS = {"checked", "found_on_other_la_register", "removed", "possibly_on_other_la_register"}
 COUNTS = ("received", "matched", "possible", "unmatched", "retained")
 
 
@@ -74,7 +85,8 @@ def _overlapping(first: list[tuple[float, float]], second: list[tuple[float, flo
 @pytest.mark.airflow
 def test_las_run_in_parallel_with_the_outcome_of_a_sequential_run(tmp_path: Path) -> None:
     template = tmp_path / "template"
-    simulate_to_home(load_settings(template / "home", environ={}), LAS, children=800, seed=17)
+    simulate_to_home(load_settings(template / "home", environ={}), LAS, children=800, seed=17, cross_la_rate=0.08)
+    people = pd.concat([_extract(load_settings(template / "home", environ={}), la) for la in LAS], ignore_index=True)
     homes: dict[int, Settings] = {}
     for workers in (1, 2):
         shutil.copytree(template, tmp_path / f"workers{workers}", symlinks=True)  # the home and home.keys
@@ -95,5 +107,40 @@ def test_las_run_in_parallel_with_the_outcome_of_a_sequential_run(tmp_path: Path
         assert {k: after[k] for k in COUNTS} == {k: before[k] for k in COUNTS}, la
         events = {home: [e["event"] for e in ledger.read_entries(home, la)] for home in (sequential, parallel)}
         assert events[parallel] == events[sequential], la
+    _check_cross_la(parallel, people)
     verified = _cme(parallel.home, "evidence", "verify")
     assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+
+
+def _extract(settings: Settings, la: str) -> pd.DataFrame:
+    """The partner's plaintext, read in the test only, to know what must not reach the ledger."""
+    path = next(settings.inbox(la).glob("*.cmedelivery"))
+    return parse_extract(open_delivery(open_home(settings).keys, path.read_bytes(), la_code=la)[1])
+
+
+def _check_cross_la(settings: Settings, people: pd.DataFrame) -> None:
+    """The cross-LA check after the runs removed a child found on the neighbour's register, and
+    only such a child; each LA's ledger entry holds LA codes and counts, no child."""
+    truth = pd.concat([pd.read_csv(settings.partner_dir / "truth" / f"{la}.csv", dtype=str, keep_default_na=False)
+                       for la in LAS], ignore_index=True)
+    cross = truth[truth["other_la"] != ""]
+    nowhere = truth[(truth["other_la"] == "") & (truth["registers"] == "")]
+    assert len(cross) >= 5 and set(cross["la_code"]) == set(LAS)
+    services = open_home(settings)
+    retained = {la: set(read_retained(services, la)["nhs_number"]) for la in LAS}
+    gone = cross[[n not in retained[la] for n, la in zip(cross["nhs_number"], cross["la_code"], strict=True)]]
+    assert len(gone) >= 1
+    assert all(n in retained[la] for n, la in zip(nowhere["nhs_number"], nowhere["la_code"], strict=True))
+    removed = 0
+    for la, other in ((LAS[0], LAS[1]), (LAS[1], LAS[0])):
+        text = files.ledger_file(settings, la).read_text()
+        entry = next(e for e in map(json.loads, text.splitlines()) if e["event"] == "cross_la_check")
+        facts = entry["facts"]
+        assert set(facts) == CROSS_LA_FACTS and isinstance(facts["removed"], int)
+        for key in ("found_on_other_la_register", "possibly_on_other_la_register"):
+            assert set(facts[key]) <= {other} and all(isinstance(n, int) for n in facts[key].values())
+        assert sum(facts["found_on_other_la_register"].values()) == facts["removed"]
+        removed += facts["removed"]
+        assert not any(n in text for n in truth["nhs_number"])
+        assert not any(f'"{s}"' in text for s in people["surname"]) and not any(d in text for d in people["dob"])
+    assert removed >= len(gone) >= 1
