@@ -193,3 +193,18 @@ def load_settings(
         celery_broker_url=broker,
         keystore=keystore,
     )
+
+
+DEFAULT_TASK_RETRY_DELAY = 30
+
+
+def task_retry_delay(environ: Mapping[str, str] | None = None) -> dt.timedelta:
+    """How long the DAGs wait before retrying a failed task: ``CME_TASK_RETRY_DELAY`` seconds.
+
+    Default 30 s. A test that kills a worker shortens it; a bad value fails the DAG's parse with
+    a one-line error rather than silently using the default.
+    """
+    raw = (os.environ if environ is None else environ).get("CME_TASK_RETRY_DELAY") or str(DEFAULT_TASK_RETRY_DELAY)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError("CME_TASK_RETRY_DELAY must be a whole number of seconds, at least 1")
+    return dt.timedelta(seconds=int(raw))

@@ -25,7 +25,7 @@ from airflow.sdk import (
 )
 
 from cme_pipeline.areas import LA_CODES
-from cme_pipeline.config import MATCH_THRESHOLD_FLOOR
+from cme_pipeline.config import MATCH_THRESHOLD_FLOOR, task_retry_delay
 from cme_pipeline.pipeline import (
     DELIVERY_ASSET_NAME,
     DELIVERY_ASSET_URI,
@@ -65,7 +65,7 @@ def _step_task(step: Callable[..., dict[str, object]]):  # type: ignore[no-untyp
     start_date=pendulum.datetime(2026, 9, 1, tz="Europe/London"),
     catchup=False,
     max_active_runs=1,  # two runs must never process the same delivery
-    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={"retries": 1, "retry_delay": task_retry_delay()},
     params={
         "la_codes": Param(list(LA_CODES), type="array", items={"type": "string", "enum": list(LA_CODES)},
                           minItems=1, uniqueItems=True, description="ONS codes of the LAs to run"),

@@ -14,6 +14,7 @@ import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, task
 
 from cme_pipeline.areas import LA_CODES
+from cme_pipeline.config import task_retry_delay
 from cme_pipeline.pipeline import REGISTERS_ASSET_NAME, REGISTERS_ASSET_URI, register_steps
 
 REGISTERS = Asset(name=REGISTERS_ASSET_NAME, uri=REGISTERS_ASSET_URI)
@@ -25,7 +26,7 @@ REGISTERS = Asset(name=REGISTERS_ASSET_NAME, uri=REGISTERS_ASSET_URI)
     start_date=pendulum.datetime(2026, 9, 1, tz="Europe/London"),
     catchup=False,
     max_active_runs=1,  # two runs must never import the same export
-    default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={"retries": 1, "retry_delay": task_retry_delay()},
     params={
         "la_codes": Param(list(LA_CODES), type="array", items={"type": "string", "enum": list(LA_CODES)},
                           minItems=1, uniqueItems=True, description="ONS codes of the LAs whose inboxes to read"),

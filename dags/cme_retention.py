@@ -7,6 +7,7 @@ import pendulum
 from airflow.sdk import dag, task
 
 from cme_pipeline.areas import LA_CODES
+from cme_pipeline.config import task_retry_delay
 from cme_pipeline.pipeline import steps
 
 
@@ -19,7 +20,7 @@ from cme_pipeline.pipeline import steps
     # Purging is idempotent, so a task that lost its worker (e.g. a slow start on a busy small
     # machine) simply runs again; a few LAs at a time keep the embedded SQLite default calm.
     max_active_tasks=4,
-    default_args={"retries": 2, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={"retries": 2, "retry_delay": task_retry_delay()},
     tags=["cme"],
     doc_md=__doc__,
 )

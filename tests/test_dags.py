@@ -23,6 +23,7 @@ for dag_id, dag in bag.dags.items():
         "tasks": {t.task_id: bool(t.doc_md) for t in dag.tasks},
         "params": {k: dict(v.schema) for k, v in dag.params.items()},
         "mapped": sorted(t.task_id for t in dag.tasks if t.get_closest_mapped_task_group() is not None),
+        "retry_delays": sorted({t.retry_delay.total_seconds() for t in dag.tasks if t.retries}),
     }
 heavy = ("pandas", "great_expectations", "rapidfuzz", "cme_pipeline.matching", "cme_pipeline.store")
 out["heavy"] = [m for m in heavy if m in sys.modules]
@@ -30,15 +31,18 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    settings = load_settings(tmp_path_factory.mktemp("home"), environ={})
-    env = airflow_environment(settings) | {"PATH": "/usr/bin:/bin"}
+def _parse(home: Path, extra: dict[str, str] | None = None) -> dict[str, object]:
+    env = airflow_environment(load_settings(home, environ={})) | {"PATH": "/usr/bin:/bin"} | (extra or {})
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(DAGS_FOLDER)], env=env, capture_output=True, text=True, check=True
     )
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    return _parse(tmp_path_factory.mktemp("home"))
 
 
 def test_no_import_errors(dagbag: dict[str, object]) -> None:
@@ -77,3 +81,13 @@ def test_dag_files_are_thin() -> None:
         lines = [line for line in path.read_text().splitlines() if line.strip()]
         assert len(lines) < 130, path.name
         assert "import pandas" not in path.read_text().split("def ")[0]
+
+
+def test_retry_delay_is_30_s_unless_cme_task_retry_delay_says(dagbag: dict[str, object], tmp_path: Path) -> None:
+    retried = ("cme_matching", "cme_registers", "cme_retention")
+    assert {d: dagbag["dags"][d]["retry_delays"] for d in retried} == {d: [30.0] for d in retried}  # type: ignore[index]
+    shortened = _parse(tmp_path / "a", {"CME_TASK_RETRY_DELAY": "2"})
+    assert {d: shortened["dags"][d]["retry_delays"] for d in retried} == {d: [2.0] for d in retried}  # type: ignore[index]
+    refused = _parse(tmp_path / "b", {"CME_TASK_RETRY_DELAY": "soon"})
+    assert set(refused["errors"].values()) == {  # type: ignore[attr-defined]
+        "cme_pipeline.errors.ConfigError: CME_TASK_RETRY_DELAY must be a whole number of seconds, at least 1"}
