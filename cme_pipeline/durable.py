@@ -126,11 +126,3 @@ def tighten(root: Path) -> int:
                 continue
         subdirectories[:] = [d for d in subdirectories if not Path(directory, d).is_symlink()]
     return changed
-    for path in (root, *root.rglob("*")):
-        if path.is_symlink():
-            continue
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:  # group or others may read, write or enter: take it away
-            path.chmod((mode & 0o700) | (0o700 if path.is_dir() else 0))
-            changed += 1
-    return changed
