@@ -187,10 +187,15 @@ def test_sqlite_store_and_home_hold_no_plaintext(
 
 @pytest.mark.postgres
 def test_postgresql_files_and_log_hold_no_plaintext(
-    tmp_path: Path, matched_delivery: MatchedDelivery, postgres_url: str, postgres_server: PostgresServer,
+    tmp_path: Path, matched_delivery: MatchedDelivery, own_cluster: PostgresServer,
     keystore_backend: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = _settings(tmp_path / "home", keystore_backend, monkeypatch, postgres_url)
+    # A cluster of this module's own: the scan reads every file of it, and the session's shared
+    # cluster holds other tests' registers (the Celery test's plain registers of the same seed).
+    postgres_server = own_cluster
+    name = f"forensic_{keystore_backend}"
+    postgres_server.drop_database(name)
+    settings = _settings(tmp_path / "home", keystore_backend, monkeypatch, postgres_server.create_database(name))
     _minimise(settings, matched_delivery)
     postgres_server.checkpoint()  # shared buffers to base/: otherwise the scan would see nothing
     look = needles(matched_delivery)
