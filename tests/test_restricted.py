@@ -48,7 +48,7 @@ from cme_pipeline.simulate.wales import simulate_las, simulate_to_home
 from cme_pipeline.store import replace_register
 
 LA = "W06000015"
-CHILDREN, SEED, RATE = 400, 5, 0.3  # about 120 restricted children in a small run
+CHILDREN, SEED, RATE = 400, 5, 0.6  # about 240 restricted children in a small run
 RUN = "manual__restricted"
 # A cautious threshold (allowed: between the 0.9 floor and 1) sends many children to review,
 # restricted ones most (no location agreement to lift them), so the review pack holds plenty.
