@@ -222,16 +222,7 @@ def fit(L: GeneralPrepared, R: GeneralPrepared, config: LinkConfig) -> fs.LinkMo
     rkey = np.where((R.forename != "") & (R.surname != ""), R.forename + "|" + R.surname, "")
     li_b, ri_b, _ = fs._session_pairs(L, R, lkey, rkey, config, 2)
     m_b, _ = fs._em(compare(L, R, li_b, ri_b, config.workers), u, ("dob", "sex", "middle", "location"), config)
-    m = {
-        "forename": m_a["forename"],
-        "surname": m_a["surname"],
-        "dob": m_b["dob"],
-        **{c: (m_a[c] + m_b[c]) / 2 for c in ("sex", "middle", "location")},
-    }
-    expected = lam_a * len(gamma_a) / share / float(m["dob"][-1])
-    expected = float(np.clip(expected, 1.0, max(min(len(L), len(R)), 1)))
-    prior = float(np.clip(expected / max(len(L) * len(R), 1), 1e-12, 0.5))
-    return fs.LinkModel(m, u, prior, fs._frequencies(L, R), tf_floor=1.0 / max(len(L) + len(R), 1))
+    return fs.combine_sessions(L, R, u, m_a, m_b, lam_a * len(gamma_a) / share)
 
 
 def link(left: pd.DataFrame, right: pd.DataFrame, config: LinkConfig, progress: bool = False) -> pd.DataFrame:

@@ -183,6 +183,16 @@ def fit(L: Prepared, R: Prepared, config: LinkConfig) -> LinkModel:
     # m is held at or below its prior guess.
     m_a["forename"][0] = min(m_a["forename"][0], PRIOR_M["forename"][0])
     m_a["forename"] = m_a["forename"] / m_a["forename"].sum()
+    return combine_sessions(L, R, u, m_a, m_b, lam_a * len(gamma_a) / share)
+
+
+def combine_sessions(
+    L: Prepared, R: Prepared, u: dict[str, np.ndarray], m_a: dict[str, np.ndarray], m_b: dict[str, np.ndarray],
+    session_a_matches: float,
+) -> LinkModel:
+    """The model from the two EM sessions: names from A (same dob), dob from B (same names), the
+    rest their mean; the prior from session A's matches over all left records (``session_a_matches``).
+    """
     m = {
         "forename": m_a["forename"],
         "surname": m_a["surname"],
@@ -190,8 +200,8 @@ def fit(L: Prepared, R: Prepared, config: LinkConfig) -> LinkModel:
         **{c: (m_a[c] + m_b[c]) / 2 for c in ("sex", "middle", "location")},
     }
     # Matches expected overall: session A's matches, scaled up by the left records not sampled
-    # and by the share of true matches that agree on dob exactly (m_dob["exact"]).
-    expected = lam_a * len(gamma_a) / share / float(m["dob"][-1])
+    # (done by the caller) and by the share of true matches that agree on dob exactly.
+    expected = session_a_matches / float(m["dob"][-1])
     expected = float(np.clip(expected, 1.0, max(min(len(L), len(R)), 1)))
     prior = expected / max(len(L) * len(R), 1)
     prior = float(np.clip(prior, 1e-12, 0.5))
