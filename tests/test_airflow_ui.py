@@ -112,22 +112,7 @@ def _airflow_ui(home: Path, keystore_env: dict[str, str]) -> Iterator[tuple[Api,
     )
     try:
         api = Api(port, settings)
-
-        def healthy() -> bool:
-            assert process.poll() is None, (home.parent / "standalone.log").read_text()[-3000:]
-            health = api.call("GET", "/api/v2/monitor/health")
-            return all(part.get("status") == "healthy" for part in health.values())
-
-        api.wait("healthy", healthy)
-        api.log_in()
-
-        def startup_run_done() -> bool:
-            # On start the scheduler runs the latest termly interval of cme_matching (catchup is
-            # off); the delivery arrives after it, so the analyst's own trigger is what opens it.
-            runs = api.call("GET", "/api/v2/dags/cme_matching/dagRuns")["dag_runs"]
-            return bool(runs) and all(r["state"] in ("success", "failed") for r in runs)
-
-        api.wait("its start-up run of cme_matching done", startup_run_done)
+        until_ready(api, process, home.parent / "standalone.log")
         simulate_to_home(settings, [LA], children=600, seed=6)
         yield api, process, settings
     finally:
@@ -154,6 +139,29 @@ def test_a_cme_run_beside_it_refuses(airflow_ui: tuple[Api, subprocess.Popen[byt
     assert done.returncode == HomeBusy.exit_code, done.stderr
     assert "another cme run (or cme airflow) is processing" in done.stderr
     assert list(settings.inbox(LA).glob("*.cmedelivery")), "the refused run touched the delivery"
+
+
+def until_ready(api: Api, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until every component reports healthy, log in as admin, and wait for the scheduler's
+    start-up run of cme_matching to end.
+
+    On start the scheduler runs the latest termly interval of cme_matching (catchup is off); a
+    delivery arriving after it is opened by the run the test triggers itself.
+    """
+
+    def healthy() -> bool:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        health = api.call("GET", "/api/v2/monitor/health")
+        return all(part.get("status") == "healthy" for part in health.values())
+
+    api.wait("healthy", healthy)
+    api.log_in()
+
+    def startup_run_done() -> bool:
+        runs = api.call("GET", "/api/v2/dags/cme_matching/dagRuns")["dag_runs"]
+        return bool(runs) and all(r["state"] in ("success", "failed") for r in runs)
+
+    api.wait("its start-up run of cme_matching done", startup_run_done)
 
 
 def _trigger(api: Api, conf: dict[str, Any]) -> dict[str, Any]:

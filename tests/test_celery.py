@@ -36,7 +36,7 @@ from typing import Any
 import psutil
 import pytest
 from postgres_server import PostgresServer
-from test_airflow_ui import Api
+from test_airflow_ui import Api, until_ready
 
 from cme_pipeline.areas import LA_CODES
 from cme_pipeline.config import Settings, load_settings
@@ -146,21 +146,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresSer
     try:
         api = Api(port, settings)
         stack = Stack(process, api, settings, env, log, reference, reference_settings)
-
-        def healthy() -> bool:
-            assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-            health = api.call("GET", "/api/v2/monitor/health")
-            return all(part.get("status") == "healthy" for part in health.values())
-
-        api.wait("healthy", healthy)
-        api.log_in()
-
-        def startup_run_done() -> bool:
-            # The scheduler's own start-up run of the latest termly interval, before any delivery.
-            runs = api.call("GET", "/api/v2/dags/cme_matching/dagRuns")["dag_runs"]
-            return bool(runs) and all(r["state"] in ("success", "failed") for r in runs)
-
-        api.wait("its start-up run of cme_matching done", startup_run_done)
+        until_ready(api, process, log)
         yield stack
     finally:
         if reference.poll() is None:
