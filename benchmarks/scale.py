@@ -154,14 +154,22 @@ def _fixed_and_per_child(seconds: dict[str, float], counts: dict[str, list[int]]
     return float(intercept), float(slope)
 
 
-def measure(code: Path, runs: int, children: int | None, counts_out: Path | None, label: str) -> None:
-    """Simulate once, then `runs` timed `cme run --la all` on fresh copies of the home."""
+def measure(code: Path, runs: int, children: int | None, counts_out: Path | None, label: str,
+            kept: Path | None = None) -> None:
+    """Simulate once, then `runs` timed `cme run --la all` on fresh copies of the home.
+
+    With `kept`, the simulated home is kept there (simulated by this checkout if it is not there
+    yet), so two checkouts measured at different times still see the same delivered data."""
     with tempfile.TemporaryDirectory(prefix="cme-scale-") as tmp:
-        template = Path(tmp) / "template"
-        template.mkdir()
-        simulated = _simulate(code, template / "home", children)
+        template = kept or Path(tmp) / "template"
         total = children or WALES_CHILDREN
-        print(f"{label}: simulated {total:,} children over 22 LAs in {simulated:.1f} s (code: {code})", flush=True)
+        if kept is not None and (kept / "home").exists():
+            print(f"{label}: reusing the simulated home in {kept} (code: {code})", flush=True)
+        else:
+            template.mkdir(exist_ok=True)
+            simulated = _simulate(ROOT if kept else code, template / "home", children)
+            print(f"{label}: simulated {total:,} children over 22 LAs in {simulated:.1f} s (code: {code})",
+                  flush=True)
         walls, peaks, first = [], [], None
         for i in range(runs):
             home = _copy_home(template, Path(tmp) / f"run{i}")
@@ -291,6 +299,8 @@ def main() -> None:
     w.add_argument("--runs", type=int, default=3)
     w.add_argument("--code", type=Path, default=ROOT, help="checkout whose cme_pipeline runs (default: this one)")
     w.add_argument("--counts-out", type=Path)
+    w.add_argument("--keep-home", type=Path, help="simulate into (or reuse) this directory, so runs of two "
+                   "checkouts at different times see the same data")
     p = sub.add_parser("population")
     p.add_argument("--multiple", type=float, required=True, help="K: K x 440,000 children over the 22 LAs")
     p.add_argument("--runs", type=int, default=1)
@@ -313,7 +323,8 @@ def main() -> None:
     elif args.what == "keyops-one":
         _key_operations_one(args.children)
     elif args.what == "wales":
-        measure(args.code.resolve(), args.runs, None, args.counts_out, "all-Wales cme run")
+        measure(args.code.resolve(), args.runs, None, args.counts_out, "all-Wales cme run",
+                args.keep_home.resolve() if args.keep_home else None)
     else:
         measure(args.code.resolve(), args.runs, int(args.multiple * WALES_CHILDREN), args.counts_out,
                 f"{args.multiple:g} x Wales")
