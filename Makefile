@@ -35,8 +35,13 @@ lint: $(SYNCED)
 system-packages:
 	@bash scripts/system-packages $(SYSTEM_PACKAGES)
 
+# The suite runs on both cores of the small machine it must fit (pytest-xdist); a test module
+# stays on one worker, so its module-scoped bring-ups (Airflow, PostgreSQL) start once, and the
+# longest modules go first (tests/conftest.py, LONGEST_FIRST).
+TEST_WORKERS ?= 2
+
 unit: $(SYNCED) system-packages
-	$(UV) run --no-sync pytest
+	$(UV) run --no-sync pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: lint unit
 

@@ -68,6 +68,11 @@ def base_environment(settings: Settings, environ: dict[str, str], port: int) -> 
     # The embedded default is one small machine: 32 task processes at once (Airflow's default)
     # starve its own API server. `celery_set` raises it to the workers' slots.
     env.setdefault("AIRFLOW__CORE__PARALLELISM", str(2 * (os.cpu_count() or 1)))
+    # The log servers' fixed default ports (8793, 8794) let only one home's Airflow run on a
+    # machine: a second one (another LA's, or a test beside another) fails to serve its logs.
+    # Every component of this set gets the same free ports from this one environment.
+    env.setdefault("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(free_port()))
+    env.setdefault("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", str(free_port()))
     base_url = f"http://localhost:{port}"
     env |= {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": base_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/"}
