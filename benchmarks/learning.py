@@ -39,21 +39,24 @@ SEED = 20260901
 
 def officer(data: Dataset, out: pd.DataFrame, errors: float, rng: np.random.Generator) -> pd.DataFrame:
     """Every review row decided by the ground truth (a share ``errors`` flipped), as stored by
-    ``cme review apply``: the pair's agreement levels and the decision."""
+    ``cme review apply``: the pair's agreement levels and the decision (and, for the count only,
+    whether the decision was one of the flipped ones)."""
     review = np.flatnonzero((out["outcome"] == "possible").to_numpy())
     owner = _owner(data)
     rows = out.iloc[review]
     same = np.array([owner.get((r, i), "") == n for r, i, n in
                      zip(rows["register"], rows["register_record_id"], data.nhs[review], strict=True)])
-    same ^= rng.random(len(same)) < errors
+    wrong = rng.random(len(same)) < errors
+    same ^= wrong
     decided = []
     for source in sorted(set(rows["register"])):
         mine = (rows["register"] == source).to_numpy()
         register = data.registers[source].set_index("record_id", drop=False)
         theirs = register.loc[rows.loc[mine, "register_record_id"].astype(str)]
         levels = agreement_patterns(data.health.iloc[review[mine]], theirs)
-        decided.append(levels.assign(same=same[mine]))
-    return pd.concat(decided, ignore_index=True)[list(DECIDED_PAIR)] if decided else pd.DataFrame(columns=DECIDED_PAIR)
+        decided.append(levels.assign(same=same[mine], wrong=wrong[mine]))
+    columns = [*DECIDED_PAIR, "wrong"]
+    return pd.concat(decided, ignore_index=True)[columns] if decided else pd.DataFrame(columns=columns)
 
 
 def figures(data: Dataset, out: pd.DataFrame) -> dict[str, float]:
@@ -98,7 +101,8 @@ def main() -> None:
                      f"(attrs {out.attrs['cleared_by_decisions']}), of which on a register "
                      f"{int((cleared & ~data.off_register).sum())}")
         decided = officer(data, out, args.errors, rng)
-        stored = pd.concat([stored, decided], ignore_index=True).astype({"same": bool})
+        line += f"; officer wrong on {int(decided['wrong'].sum())} of {len(decided)}"
+        stored = pd.concat([stored, decided[list(DECIDED_PAIR)]], ignore_index=True).astype({"same": bool})
         print(f"{line}; {time.perf_counter() - start:.0f} s", flush=True)
 
 
