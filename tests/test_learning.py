@@ -1,6 +1,7 @@
 """Learning from officers' review decisions (``matching.learn``): the next fit uses them, a pattern
 officers keep rejecting goes to follow-up instead of review, and no decision, right or wrong, can
-make a match (a missing twin stays unmatched whatever is clicked)."""
+make a match (a missing twin stays unmatched whatever is clicked). The store keeps them per LA, on
+PostgreSQL too; ``tests/test_review.py`` covers keeping them at ``cme review apply``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from cme_pipeline.matching.learn import CLEAR_AT, learn
 from cme_pipeline.matching.model import fit
 from cme_pipeline.matching.prepare import prepare
 from cme_pipeline.schemas import CANONICAL_PERSON, DECISION_PATTERN
+from cme_pipeline.store.db import create_store_engine, create_tables
+from cme_pipeline.store.decided_pairs import DecidedPair, load_decided_pairs, record_decided_pairs
 
 
 def _child(rid: str, forename: str) -> dict[str, str]:
@@ -83,3 +86,18 @@ def test_no_decision_right_or_wrong_matches_a_missing_twin(
     few = match_registers(health, registers, decisions=_decisions(pattern, [False] * 5))
     assert few.set_index("health_record_id").loc["h0", "outcome"] == "possible"
     assert few.attrs["cleared_by_decisions"] == 0
+
+
+@pytest.mark.postgres
+def test_decided_pairs_round_trip_on_postgresql_and_stay_with_their_la(postgres_url: str) -> None:
+    engine = create_store_engine(postgres_url)
+    create_tables(engine)
+    pairs = [DecidedPair("run-1", "school_census", (0, 4, 4, 1, -1, 5), False),
+             DecidedPair("run-1", "ehe", (6, 4, 1, 1, -1, 5), True)]
+    with engine.begin() as conn:
+        assert record_decided_pairs(conn, "W06000015", dt.date(2026, 12, 1), pairs) == 2
+        record_decided_pairs(conn, "W06000002", dt.date(2026, 12, 1), pairs[:1])
+    cardiff = load_decided_pairs(engine, "W06000015")
+    assert sorted(cardiff.values.tolist()) == sorted([*p.levels, p.same] for p in pairs)
+    assert learn(cardiff).decisions == 2 and len(load_decided_pairs(engine, "W06000002")) == 1
+    engine.dispose()
