@@ -45,16 +45,18 @@ class Dataset:
 
 
 def build(
-    codes: list[str], noise_scale: float = 1.0, seed: int = 20260901, name: str = "", hard: bool = False
+    codes: list[str], noise_scale: float = 1.0, seed: int = 20260901, name: str = "", hard: bool = False,
+    children: int | None = None,
 ) -> Dataset:
     """Simulate the LAs and pool them into one extract and one frame per register.
 
-    ``hard`` adds the harder families and stale registers (``FamilyConfig.hard()``).
+    ``hard`` adds the harder families and stale registers (``FamilyConfig.hard()``); ``children``
+    simulates that many in all instead of the LAs' realistic sizes.
 
     NHS numbers are handed out in disjoint slices, as ``cme simulate`` does, so that they are
     unique across the pooled LAs and the ground truth is exact.
     """
-    counts = split_children(codes, None)
+    counts = split_children(codes, children)
     numbers = generate_test_numbers(sum(counts.values()), np.random.default_rng([seed, 999]))
     starts = np.cumsum([0, *counts.values()])
     noise = NoiseConfig().scaled(noise_scale)

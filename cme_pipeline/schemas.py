@@ -156,6 +156,12 @@ MATCH_OUTCOME: Final = (
 LINK_PAIRS: Final = ("left_id", "right_id", "probability", "band")
 BANDS: Final = ("match", "possible")
 
+# A reviewed pair as the model saw it (``matching.learn``): the agreement level of each comparison
+# (``matching.compare.LEVELS``, -1 where a value was missing) and the officer's decision. Levels
+# say how two records compare, never what they hold: no value, hash or record id of either side.
+DECISION_PATTERN: Final = ("forename", "surname", "dob", "sex", "middle", "location")
+DECIDED_PAIR: Final = (*DECISION_PATTERN, "same")
+
 # -- retained (encrypted at rest) ---------------------------------------------------------------
 RETAINED_HEALTH_FIELDS: Final = HEALTH_EXTRACT
 RETAINED_META: Final = (

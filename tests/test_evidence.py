@@ -133,6 +133,8 @@ def test_report_figures_equal_the_ledger(settings: Settings) -> None:
         assert shown[name] == f"{minimised[name]:,}", name
     for register, count in ledger["matched"]["matched_by_register"].items():
         assert shown[f"matched:{register}"] == f"{count:,}"
+    for name in ("review_decisions_learned_from", "cleared_by_decisions"):  # learning from reviews: counts
+        assert shown[name] == f"{ledger['matched'][name]:,}", name
     assert shown["retention_expiry"] == ledger["retained"]["retention_expiry"]
     assert shown["data_key_id"] == ledger["key_destroyed"]["data_key_id"]
     assert 'data-verified="yes"' in html

@@ -169,6 +169,8 @@ def test_evidence_verifies_and_records_the_rejection(finished: Finished) -> None
     stated = certificate["facts"]
     assert stated["received"] == state["received"] and stated["retained"] == state["retained"]
     assert certificate["matched"] == state["matched"] and stated["data_key_id"] == state["data_key_id"]
+    matched = [e for e in ledger.run_entries(settings, GOOD, finished.run_id) if e["event"] == "matched"]
+    assert matched[0]["facts"]["review_decisions_learned_from"] == 0  # a first run: nothing decided yet
     bad_state = read_state(RunPaths(settings, BAD, finished.bad_run_id))
     assert bad_state["check"] == "integrity" and "SHA-256" in bad_state["rejected"]
     events = [e["event"] for e in ledger.run_entries(settings, BAD, finished.bad_run_id)]

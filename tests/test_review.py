@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from fixtures_minimise import MIN_DELIVERY, MIN_LA, MIN_RUN, MIN_TODAY, MatchedDelivery
 
 from cme_pipeline import evidence
@@ -19,6 +20,10 @@ from cme_pipeline.evidence import ledger
 from cme_pipeline.home import open_home
 from cme_pipeline.la import minimise as m
 from cme_pipeline.la import review
+from cme_pipeline.matching import agreement_patterns, health_to_canonical, register_to_canonical
+from cme_pipeline.schemas import DECISION_PATTERN, HEALTH_EXTRACT
+from cme_pipeline.store.decided_pairs import load_decided_pairs
+from cme_pipeline.store.tables import decided_pairs
 
 
 @pytest.fixture
@@ -98,7 +103,8 @@ def test_apply_deletes_confirmed_matches_and_keeps_rejected_as_unmatched(
     decisions.write_text(f"review_id,decision\n{ids[0]},match\n{ids[1]}, No-Match \n{ids[2]},match\n")
     before = m.list_retained(open_home(reviewable), MIN_LA)
     assert _cli(reviewable, "review", "apply", str(decisions), "--la", MIN_LA) == 0
-    assert capsys.readouterr().out.strip() == "confirmed matches deleted: 2; rejected, now unmatched: 1"
+    assert capsys.readouterr().out.strip() == ("confirmed matches deleted: 2; rejected, now unmatched: 1; "
+                                               "kept for learning (agreement levels only): 3")
 
     after = m.read_retained(open_home(reviewable), MIN_LA)
     assert len(after) == len(before) - 2
@@ -115,6 +121,7 @@ def test_apply_deletes_confirmed_matches_and_keeps_rejected_as_unmatched(
     assert len(reviewed) == 1 and reviewed[0]["run_id"].startswith(evidence.REVIEW_RUN_PREFIX)
     assert reviewed[0]["facts"]["confirmed_matches_deleted"] == 2
     assert reviewed[0]["facts"]["rejected_now_unmatched"] == 1
+    assert reviewed[0]["facts"]["kept_for_learning"] == 3
     assert reviewed[0]["facts"]["decisions_file_sha256"] == hashlib.sha256(decisions.read_bytes()).hexdigest()
     report = evidence.verify(reviewable, open_home(reviewable).keys, la_codes=[MIN_LA], airflow=False)
     # No note but the one saying this LA set up no witness (it never met the partner here).
@@ -188,3 +195,41 @@ def test_an_old_pack_stops_opening_once_its_children_are_deleted_and_after_the_r
         review.read_pack(home, MIN_LA, old_pack)
     new_pack, remaining = review.export_pack(home, MIN_LA)
     assert remaining == count - 1 and first not in set(review.read_pack(home, MIN_LA, new_pack)["review_id"])
+
+
+def test_apply_keeps_each_decided_pair_for_learning_as_levels_only(
+    reviewable: Settings, matched_delivery: MatchedDelivery, tmp_path: Path,
+) -> None:
+    possible = _possible(reviewable).sort_values("review_id")
+    # Two of the true matches the fixture sent to review: one confirmed, one (wrongly) rejected.
+    true_pairs = set(matched_delivery.ids("matched")[:3])
+    ids = list(possible.loc[possible["health_record_id"].isin(true_pairs), "review_id"])
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text(f"review_id,decision\n{ids[0]},match\n{ids[1]},no-match\n")
+    assert _cli(reviewable, "review", "apply", str(decisions), "--la", MIN_LA) == 0
+
+    engine = open_home(reviewable).store(MIN_LA)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(decided_pairs)).mappings().all()
+    assert len(stored) == 2 and {r["la_code"] for r in stored} == {MIN_LA}
+    assert set(stored[0]) == {"la_code", "decision_id", "run_id", "decided_on", "register", "same",
+                              *(f"level_{c}" for c in DECISION_PATTERN)}
+    # Nothing of the decided children or their candidate records: no value, no review id, no row
+    # or delivery reference that outlives their deleted data, no NHS number or its tag.
+    decided = possible[possible["review_id"].isin(ids[:2])]
+    raw = repr([dict(r) for r in stored]).encode()
+    secrets_ = [*decided["nhs_number"], *decided["forename"], *decided["surname"], *decided["dob"],
+                *decided["postcode"].replace("", pd.NA).dropna(), *decided["review_id"],
+                *decided["health_record_id"], *decided["best_register_record_id"], MIN_DELIVERY]
+    assert all(str(v).encode() not in raw for v in secrets_ if str(v))
+    assert all(v.replace("-", "").encode() not in raw for v in decided["dob"])
+    # What the next run learns from: the pairs as the model saw them, and the decisions.
+    learned = load_decided_pairs(engine, MIN_LA)
+    decided = decided.set_index("review_id").loc[ids[:2]]
+    theirs = [matched_delivery.registers[r].set_index("record_id", drop=False).loc[i]
+              for r, i in zip(decided["best_register"], decided["best_register_record_id"], strict=True)]
+    expected = agreement_patterns(health_to_canonical(decided[list(HEALTH_EXTRACT)]),
+                                  register_to_canonical(pd.DataFrame(theirs))).assign(same=[True, False])
+    assert sorted(map(tuple, learned.to_numpy().tolist())) == sorted(map(tuple, expected.to_numpy().tolist()))
+    assert {r["run_id"] for r in stored} == {MIN_RUN} and {r["decided_on"] for r in stored} == {dt.date.today()}
+    assert load_decided_pairs(engine, "W06000002").empty  # another LA learns nothing from these

@@ -75,10 +75,12 @@ def run_apply(args: argparse.Namespace, settings: Settings) -> int:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     evidence.record(settings, la_code, f"{evidence.REVIEW_RUN_PREFIX}{now}", "reviewed", {
         "confirmed_matches_deleted": result.confirmed_matches, "rejected_now_unmatched": result.rejected,
+        "kept_for_learning": result.kept_for_learning,
         "decisions_file_sha256": hashlib.sha256(args.decisions.read_bytes()).hexdigest(),
     })
     evidence.checkpoint(settings, home.keys, la_code)
     sys.stdout.write(
-        f"confirmed matches deleted: {result.confirmed_matches}; rejected, now unmatched: {result.rejected}\n"
+        f"confirmed matches deleted: {result.confirmed_matches}; rejected, now unmatched: {result.rejected}; "
+        f"kept for learning (agreement levels only): {result.kept_for_learning}\n"
     )
     return 0

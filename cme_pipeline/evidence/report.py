@@ -186,6 +186,13 @@ def _outcome(settings: Settings, entries: list[dict[str, Any]], certificate: dic
         _figure("unmatched", "On no register: kept for follow-up", unmatched),
         _figure("retained", "Records retained (encrypted)", kept),
     ]
+    # Learning from officers' review decisions (counts only; runs before it have no such facts).
+    if isinstance(matched.get("review_decisions_learned_from"), int):
+        rows += [_figure("review_decisions_learned_from", "Earlier review decisions the matching learned from "
+                                                          "(agreement levels only)", matched["review_decisions_learned_from"]),
+                 _figure("cleared_by_decisions", "   possible matches sent to follow-up instead of review, "
+                                                 "officers having rejected every such pair",
+                         int(matched.get("cleared_by_decisions", 0)))]
     # Restricted records (the NHS sensitive flag) arrive without any location; counts only.
     restricted_in = _facts(entries, "delivery_received").get("restricted_rows")
     if isinstance(restricted_in, int):

@@ -6,6 +6,8 @@ the LA's review key, so a copy left on a shared drive is unreadable without the 
 Decisions come back as ``review_id,decision`` (``match`` or ``no-match``): a confirmed match
 is deleted (and the retained key rotated so its ciphertext is unrecoverable), a rejected one
 becomes ``unmatched`` with the normal retention period. All or nothing: one bad row applies none.
+Each decided pair is also kept for the next runs to learn from, as its agreement levels and the
+decision only (``store.decided_pairs``, ``matching.learn``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import datetime as dt
 import html
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +31,7 @@ from cme_pipeline.schemas import CANONICAL_PERSON, HEALTH_EXTRACT
 from cme_pipeline.store import load_registers
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
+from cme_pipeline.store.decided_pairs import DecidedPair, record_decided_pairs
 
 DECISIONS = ("match", "no-match")
 DECISION_COLUMNS = ("review_id", "decision")
@@ -48,6 +51,7 @@ class ReviewResult:
 
     confirmed_matches: int  # retained rows deleted beyond recovery
     rejected: int  # rows now `unmatched`, kept for the retention period
+    kept_for_learning: int = 0  # decided pairs kept as agreement levels for the next runs
 
 
 def visible(value: object) -> object:
@@ -237,6 +241,37 @@ def _validated(decisions: pd.DataFrame, awaiting: dict[str, tuple[str, str]]) ->
     return out
 
 
+def _decided_pairs(home: Home, la_code: str, review_ids: set[str], today: dt.date) -> dict[str, DecidedPair]:
+    """What the model saw of each review id's pair (agreement levels), without the decision yet.
+
+    Read before the deciding transaction (it decrypts the children concerned, in memory only). A
+    pair whose register record has gone since (the register was replaced) has nothing to learn.
+    """
+    from cme_pipeline import matching
+    from cme_pipeline.la.minimise import read_retained
+
+    possible = read_retained(home, la_code, outcome="possible", today=today)
+    possible = possible[possible["review_id"].isin(review_ids)].reset_index(drop=True)
+    if possible.empty:
+        return {}
+    health = matching.health_to_canonical(possible[list(HEALTH_EXTRACT)])
+    out: dict[str, DecidedPair] = {}
+    registers = load_registers(home.store(la_code), la_code)
+    for source in sorted(set(possible["best_register"].dropna()) & set(registers)):
+        canonical = matching.register_to_canonical(registers[source]).set_index("record_id", drop=False)
+        rows = possible.index[(possible["best_register"] == source)
+                              & possible["best_register_record_id"].isin(canonical.index)]
+        if len(rows) == 0:
+            continue
+        theirs = canonical.loc[possible.loc[rows, "best_register_record_id"].astype(str)]
+        levels = matching.agreement_patterns(health.loc[rows], theirs)
+        for row, pattern in zip(rows, levels.itertuples(index=False), strict=True):
+            out[str(possible.at[row, "review_id"])] = DecidedPair(
+                run_id=str(possible.at[row, "run_id"]), register=source, levels=tuple(int(v) for v in pattern),
+                same=False)
+    return out
+
+
 def apply_decisions(home: Home, la_code: str, decisions: pd.DataFrame, today: dt.date) -> ReviewResult:
     """Apply review decisions in one transaction; nothing is applied if any row is bad.
 
@@ -250,6 +285,8 @@ def apply_decisions(home: Home, la_code: str, decisions: pd.DataFrame, today: dt
         UsageError: a row names an unknown review id or a bad decision (the message gives the row).
     """
     engine = home.store(la_code)
+    asked = {str(v).strip() for v in decisions.iloc[:, 0]} if decisions.shape[1] else set()
+    seen = _decided_pairs(home, la_code, asked, today)
     with engine.begin() as conn:
         awaiting = rstore.awaiting_review(conn, la_code, today)
         chosen = _validated(decisions, awaiting)
@@ -263,6 +300,9 @@ def apply_decisions(home: Home, la_code: str, decisions: pd.DataFrame, today: dt
              "decision": d, "decided_at": now}
             for rid, d in chosen
         ))
+        learned = record_decided_pairs(conn, la_code, today, (
+            replace(seen[rid], same=d == "match") for rid, d in chosen if rid in seen))
     sstore.release_deleted_space(engine)
     rstore.finish_shredding(engine, home.keys, la_code)
-    return ReviewResult(confirmed_matches=len(confirmed), rejected=len(chosen) - len(confirmed))
+    return ReviewResult(confirmed_matches=len(confirmed), rejected=len(chosen) - len(confirmed),
+                        kept_for_learning=learned)

@@ -16,6 +16,8 @@ from cme_pipeline.matching.twins import guarded, in_twin_group
 from cme_pipeline.progress import say, track
 from cme_pipeline.schemas import LINK_PAIRS, MATCH_OUTCOME
 
+# The band of a `possible` pair that officers' decisions cleared (``learn``): not a candidate any more.
+CLEARED = "cleared"
 # Pairs compared per chunk: bounds memory (a few hundred MB per chunk at most) and gives the
 # progress bar something to count.
 CHUNK = 1_000_000
@@ -27,14 +29,14 @@ def _chunks(n: int) -> list[slice]:
 
 def _scored_pairs(
     L: Prepared, R: Prepared, config: LinkConfig, progress: bool, model: LinkModel
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs at or above the lower threshold: left row, right row, match weight
-    (bits), and whether the twin guard holds the pair out of the match band."""
+    (bits), whether the twin guard holds the pair out of the match band, and the pair's levels."""
     candidates = block(L, R)
     if progress:
         say(f"blocking: {len(candidates)} candidate pairs from {len(L)} x {len(R)} records")
     left_twins, right_twins = in_twin_group(L), in_twin_group(R)
-    kept_l, kept_r, kept_p, kept_g = [], [], [], []
+    kept_l, kept_r, kept_p, kept_g, kept_levels = [], [], [], [], []
     slices = _chunks(len(candidates))
     for part in track(slices, len(slices), "scoring") if progress and slices else slices:
         li, ri = candidates.left[part], candidates.right[part]
@@ -46,10 +48,11 @@ def _scored_pairs(
         kept_r.append(ri[keep])
         kept_p.append(weight[keep])
         kept_g.append(guarded(left_twins, right_twins, li[keep], ri[keep], gamma[keep, 0]))
+        kept_levels.append(gamma[keep])
     if not kept_l:
         empty = np.empty(0, dtype=np.int64)
-        return empty, empty, np.empty(0), np.empty(0, dtype=bool)
-    return tuple(np.concatenate(k) for k in (kept_l, kept_r, kept_p, kept_g))  # type: ignore[return-value]
+        return empty, empty, np.empty(0), np.empty(0, dtype=bool), np.empty((0, len(COMPARISONS)), dtype=np.int8)
+    return tuple(np.concatenate(k) for k in (kept_l, kept_r, kept_p, kept_g, kept_levels))  # type: ignore[return-value]
 
 
 def _runner_up(key: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -109,19 +112,25 @@ def link(
 
 
 def _link_prepared(
-    L: Prepared, R: Prepared, config: LinkConfig, progress: bool, by_assignment: bool = False
+    L: Prepared, R: Prepared, config: LinkConfig, progress: bool, by_assignment: bool = False,
+    decisions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Scored, banded pairs; ``by_assignment`` decides by the probability given the one-to-one
-    assignment (``decide``, the pipeline's children) instead of by pair and ambiguity guard."""
+    assignment (``decide``, the pipeline's children) instead of by pair and ambiguity guard.
+
+    With ``decisions``, a ``possible`` pair whose agreement pattern officers have kept rejecting
+    is banded ``CLEARED`` (``learn``), after every pair is banded: it never changes a match.
+    """
     if len(L) == 0 or len(R) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LINK_PAIRS})
-    model = fit(L, R, config)
-    li, ri, w, guard = _scored_pairs(L, R, config, progress, model)
+    model = fit(L, R, config, decisions)
+    li, ri, w, guard, levels = _scored_pairs(L, R, config, progress, model)
     if by_assignment:
         bits = decide.assignment_bits(model, len(L), len(R))
         band, p = decide.bands(li, ri, w, guard, bits, config.match_threshold)
     else:
         band, p = _bands(li, ri, w, guard, config), probability(w)
+    band = np.where((band == "possible") & model.learned.clears(levels), CLEARED, band)
     out = pd.DataFrame(
         {"left_id": L.record_id[li], "right_id": R.record_id[ri], "probability": p, "band": band}
     )
@@ -131,7 +140,7 @@ def _link_prepared(
 
 def match_registers(
     health: pd.DataFrame, registers: dict[str, pd.DataFrame], config: LinkConfig | None = None,
-    progress: bool = False, *, pairwise: bool = False,
+    progress: bool = False, *, pairwise: bool = False, decisions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The outcome for every health record against all registers.
 
@@ -149,14 +158,19 @@ def match_registers(
         progress: stage counts on stderr.
         pairwise: decide by ``link``'s pairwise bands and ambiguity guard instead (the earlier
             decision, kept so benchmarks can compare the two).
+        decisions: officers' earlier review decisions (``schemas.DECIDED_PAIR``): a `possible`
+            pair whose agreement pattern they have kept rejecting stops being a candidate
+            (``learn``); it never makes a match.
 
     Returns:
         ``MATCH_OUTCOME`` columns, one row per health record in input order; ``register`` and
         ``register_record_id`` of the best candidate ("" when there is none), ``probability``
-        its probability (0.0 when none).
+        its probability (0.0 when none). ``attrs["cleared_by_decisions"]``: how many children
+        are ``unmatched`` rather than ``possible`` because of the decisions (a count).
     """
     config = config or LinkConfig()
     frames = []
+    cleared_ids: set[str] = set()
     L = prepare(health)  # once, whatever the number of registers
     for source in sorted(registers):
         frame = registers[source]
@@ -164,9 +178,11 @@ def match_registers(
             continue
         if progress:
             say(f"matching against {source}: {len(frame)} register records")
-        pairs = _link_prepared(L, prepare(frame), config, progress, by_assignment=not pairwise)
+        pairs = _link_prepared(L, prepare(frame), config, progress, by_assignment=not pairwise,
+                               decisions=decisions)
         pairs["register"] = source
-        frames.append(pairs)
+        cleared_ids.update(pairs.loc[pairs["band"] == CLEARED, "left_id"])
+        frames.append(pairs[pairs["band"] != CLEARED])
     ids = health["record_id"].astype(str).to_numpy() if "record_id" in health else np.array([])
     result = pd.DataFrame({"health_record_id": ids})
     if frames:
@@ -178,7 +194,7 @@ def match_registers(
     else:
         result = result.assign(band=None, right_id=None, register=None, probability=None)
     outcome = np.where(result["band"] == "match", "matched", np.where(result["band"] == "possible", "possible", "unmatched"))
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "health_record_id": result["health_record_id"].to_numpy(),
             "outcome": outcome,
@@ -187,6 +203,8 @@ def match_registers(
             "probability": result["probability"].astype(float).fillna(0.0).to_numpy(),
         }
     )[list(MATCH_OUTCOME)]
+    out.attrs["cleared_by_decisions"] = int((out["health_record_id"].isin(cleared_ids) & (outcome == "unmatched")).sum())
+    return out
 
 
 def fit_model(left: pd.DataFrame, right: pd.DataFrame, config: LinkConfig | None = None) -> LinkModel:

@@ -13,17 +13,20 @@ Why these estimators:
   tiny inputs (a test, a small LA) still get sensible weights and large inputs are driven by data.
 - Term frequency: exact agreement on a name weighs log2(m / f) where f is that name's frequency
   in both frames together, instead of log2(m / u), so Jones counts for less than Przybylski.
+- Officers' review decisions, when given, are learned per agreement pattern (``learn``: which
+  patterns a person keeps rejecting), not folded into m and u; the module says why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from cme_pipeline.matching.compare import COMPARISONS, LEVELS, TF_LEVELS, compare
 from cme_pipeline.matching.config import LinkConfig
+from cme_pipeline.matching.learn import Learned, learn
 from cme_pipeline.matching.prepare import Prepared
 
 # Prior guesses, low level first (order of compare.LEVELS). m: registers mostly agree with GP
@@ -57,6 +60,7 @@ class LinkModel:
     prior: float  # probability that a random left-right pair is a match
     frequencies: dict[str, dict[str, float]]  # comparison -> value -> share of records
     tf_floor: float
+    learned: Learned = field(default_factory=Learned)  # from officers' review decisions
 
     def weights(self) -> dict[str, np.ndarray]:
         """log2(m / u) per comparison and level, in bits."""
@@ -156,13 +160,15 @@ def _frequencies(L: Prepared, R: Prepared) -> dict[str, dict[str, float]]:
     return out
 
 
-def fit(L: Prepared, R: Prepared, config: LinkConfig) -> LinkModel:
-    """Estimate u, m and the prior from the two sides.
+def fit(L: Prepared, R: Prepared, config: LinkConfig, decisions: pd.DataFrame | None = None) -> LinkModel:
+    """Estimate u, m and the prior from the two sides, and learn from stored review decisions.
 
     Args:
         L: left features.
         R: right features.
         config: sample sizes, iterations and seed.
+        decisions: officers' earlier review decisions (``schemas.DECIDED_PAIR`` columns), or None;
+            they become ``LinkModel.learned`` (see ``learn``).
     """
     u = estimate_u(L, R, config)
     # Session A: same date of birth; trains everything but dob.
@@ -183,7 +189,8 @@ def fit(L: Prepared, R: Prepared, config: LinkConfig) -> LinkModel:
     # m is held at or below its prior guess.
     m_a["forename"][0] = min(m_a["forename"][0], PRIOR_M["forename"][0])
     m_a["forename"] = m_a["forename"] / m_a["forename"].sum()
-    return combine_sessions(L, R, u, m_a, m_b, lam_a * len(gamma_a) / share)
+    model = combine_sessions(L, R, u, m_a, m_b, lam_a * len(gamma_a) / share)
+    return replace(model, learned=learn(decisions))
 
 
 def combine_sessions(

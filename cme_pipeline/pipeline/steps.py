@@ -233,6 +233,7 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     from cme_pipeline import matching, quality
     from cme_pipeline.crypto.scratch import write_sealed
     from cme_pipeline.la import minimise
+    from cme_pipeline.store.decided_pairs import load_decided_pairs
 
     ctx = _context(la_code, run_id, params)
     settings, state = ctx.settings, ctx.state()
@@ -248,9 +249,14 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
         match_threshold=settings.match_threshold, possible_threshold=settings.possible_threshold
     )
     health = matching.health_to_canonical(staged)
+    # Officers' earlier review decisions (agreement levels only): patterns they kept rejecting
+    # go to follow-up instead of review (matching.learn); they never make a match.
+    decisions = load_decided_pairs(ctx.home.store(la_code), la_code)
     outcomes = matching.match_registers(
-        health, {s: matching.register_to_canonical(f) for s, f in registers.items()}, config
+        health, {s: matching.register_to_canonical(f) for s, f in registers.items()}, config,
+        decisions=decisions,
     )
+    cleared = int(outcomes.attrs.get("cleared_by_decisions", 0))
     del staged, health  # plaintext health data: drop it as soon as it is no longer needed
     outcome = quality.validate_match_output(
         outcomes, state["received"], {s: len(f) for s, f in registers.items()},
@@ -272,6 +278,8 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
         "score_bins": [round(b, 2) for b in PROBABILITY_BINS[:-1]],
         "match_threshold": settings.match_threshold,
         "possible_threshold": settings.possible_threshold,
+        "review_decisions_learned_from": len(decisions),
+        "cleared_by_decisions": cleared,
     }
     ctx.record("matched", facts)
     update_state(ctx.paths, **{k: facts[k] for k in ("matched", "possible", "unmatched", "matched_by_register")})

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cme_pipeline.schemas import REGISTER_SOURCES, Field, register_fields
+from cme_pipeline.schemas import DECISION_PATTERN, REGISTER_SOURCES, Field, register_fields
 
 metadata = sa.MetaData()
 
@@ -158,6 +158,22 @@ review_decisions = sa.Table(
     sa.Column("health_record_id", sa.String(16), nullable=False),
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Review decisions as the model saw them, for the next runs to learn from (``matching.learn``): the
+# agreement level of each comparison and the decision, with the matching run and the day. No
+# value, hash or record id of either record (not the review id, delivery or row of the child, nor
+# the register record), so a row outlives the child's crypto-shredded data without pointing to it.
+decided_pairs = sa.Table(
+    "decided_pairs",
+    metadata,
+    sa.Column("la_code", sa.String(9), primary_key=True),
+    sa.Column("decision_id", sa.String(32), primary_key=True),  # random
+    sa.Column("run_id", sa.String(250), nullable=False),  # the run that sent the child to review
+    sa.Column("decided_on", sa.Date, nullable=False),
+    sa.Column("register", sa.String(32), nullable=False),
+    *(sa.Column(f"level_{c}", sa.SmallInteger, nullable=False) for c in DECISION_PATTERN),  # -1: missing
+    sa.Column("same", sa.Boolean, nullable=False),  # the officer's decision: the same child
 )
 
 # Register records the LA's latest run matched to a child on its own GP extract (ids only, the
