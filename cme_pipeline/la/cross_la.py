@@ -34,10 +34,12 @@ from cme_pipeline.home import Home
 from cme_pipeline.la import transfers
 from cme_pipeline.la.minimise import read_retained
 from cme_pipeline.linkage import (
+    DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     ClkConfig,
     encode,
+    household_labels,
     run_linkage_unit,
 )
 from cme_pipeline.store import follow_up as fstore
@@ -80,14 +82,15 @@ def _register_records(home: Home, la_code: str) -> pd.DataFrame:
     frames = []
     for source, frame in load_registers(engine, la_code).items():
         free = [(source, str(r)) not in taken for r in frame["record_id"]]
-        frames.append(frame.loc[free].reindex(columns=list(_PERSON)))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(_PERSON))
+        frames.append(frame.loc[free].reindex(columns=[*_PERSON, "address"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*_PERSON, "address"])
 
 
 def check_round(
     home: Home, la_codes: list[str], register_las: list[str] | None = None, today: dt.date | None = None,
     threshold: float = DEFAULT_THRESHOLD, config: ClkConfig | None = None, round_id: str | None = None,
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD,
+    household_threshold: float | None = DEFAULT_HOUSEHOLD_THRESHOLD,
 ) -> list[CrossLaResult]:
     """Look for each LA's unmatched children on the other LAs' registers; remove those found.
 
@@ -102,6 +105,9 @@ def check_round(
             that LA's register (``possibly_on_<LA code>``) and kept: name and date of birth agree
             but not the postcode, as for a child who moved, and as for a namesake.
         config: how encodings are built (the same for every LA).
+        household_threshold: from here a child also counts as found when another child of its
+            address is found with it at one address of the other LA's register
+            (``linkage.households``: a family that moved); None: no household evidence.
         round_id: the check's id (default: a fresh one); names its secret and ledger run id.
     """
     today = today or dt.date.today()
@@ -112,26 +118,32 @@ def check_round(
     create_round_secret(home.keys, round_id)
     try:
         hasher = token_hasher(home.keys, round_id)
-        q_parts, q_party, t_parts, t_party = [], [], [], []
+        q_parts, q_party, t_parts, t_party, q_group, t_group = [], [], [], [], [], []
         for i, code in enumerate(parties):
             if code in la_codes:
                 held = read_retained(home, code, outcome="unmatched", today=today)
                 queries.append((code, list(zip(held["delivery_id"], held["health_record_id"], strict=True)), held))
                 q_parts.append(encode(held.reindex(columns=list(_PERSON)), hasher, config))
                 q_party.append(np.full(len(held), i, dtype=np.int64))
+                q_group.append(household_labels(held.get("address_line1"), held.get("postcode")))
             if code in (register_las or la_codes):
                 registers = _register_records(home, code)
                 t_parts.append(encode(registers, hasher, config))
                 t_party.append(np.full(len(registers), i, dtype=np.int64))
+                t_group.append(household_labels(registers["address"], registers["postcode"]))
                 del registers
         del hasher
     finally:
         destroy_round_secret(home.keys, round_id)  # no encoding can be made or compared again
+    households = household_threshold is not None
     found = run_linkage_unit(np.concatenate(q_parts), np.concatenate(q_party),
-                             np.concatenate(t_parts), np.concatenate(t_party), min(possible_threshold, threshold))
+                             np.concatenate(t_parts), np.concatenate(t_party), min(possible_threshold, threshold),
+                             np.concatenate(q_group) if households else None,
+                             np.concatenate(t_group) if households else None,
+                             household_threshold if household_threshold is not None else threshold)
     del q_parts, t_parts
-    hits = {q: (parties[p], d >= threshold)
-            for q, p, d in zip(found.query.tolist(), found.party.tolist(), found.dice.tolist(), strict=True)}
+    hits = {q: (parties[p], sure) for q, p, sure
+            in zip(found.query.tolist(), found.party.tolist(), found.confirmed(threshold).tolist(), strict=True)}
     results, offset = [], 0
     for code, refs, held in queries:
         mine = {refs[q - offset]: hit for q, hit in hits.items() if offset <= q < offset + len(refs)}
