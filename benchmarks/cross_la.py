@@ -162,7 +162,9 @@ def main() -> None:
             wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir), not args.no_households)
         walls.append(wall)
         cpus.append(cpu)
-        print(f"  check: {wall:.1f}s wall, {cpu:.1f}s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
+        on_none = hit & (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()
+        print(f"  check: {wall:.1f}s wall, {cpu:.1f}s CPU, load {os.getloadavg()[0]:.1f}; under this secret "
+              f"{int(on_none.sum())} children on no register removed, {int(hit.sum())} removed", flush=True)
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_unit = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"check median {statistics.median(walls):.1f}s wall, {statistics.median(cpus):.1f}s CPU of {args.repeats}; "

@@ -36,6 +36,7 @@ from cme_pipeline.linkage import (
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     encode,
+    household_labels,
     link_encodings,
 )
 from cme_pipeline.matching.normalise import (
@@ -64,18 +65,28 @@ def _keys(frame: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def best_dice(queries: pd.DataFrame, targets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Best Dice of each query at the linkage unit, and the Dice of each query's true register record
-    (exact, no LSH; NaN when that record is not encoded)."""
+def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
+              households: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best Dice of each query at the linkage unit, whether the check removes it (Dice or a
+    household), and the Dice of each query's true register record (exact, no LSH; NaN when that
+    record is not encoded)."""
     with tempfile.TemporaryDirectory() as keys_dir:
         keys = open_keystore(f"file:{keys_dir}")
         create_round_secret(keys, "breakdown")
         hasher = token_hasher(keys, "breakdown")
         q_clk, t_clk = encode(queries[PERSON], hasher), encode(targets[PERSON], hasher)
         destroy_round_secret(keys, "breakdown")
-    found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold=0.0)
+    groups = {} if not households or "address" not in queries else {
+        "query_group": np.concatenate([household_labels(g["address"], g["postcode"])
+                                       for _, g in queries.groupby("party", sort=False)]),
+        "target_group": np.concatenate([household_labels(g["address"], g["postcode"])
+                                        for _, g in targets.groupby("party", sort=False)])}
+    found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold=0.0,
+                           **groups)
     best = np.zeros(len(queries))
     best[found.query] = found.dice
+    removed = np.zeros(len(queries), dtype=bool)
+    removed[found.query[found.confirmed(DEFAULT_THRESHOLD)]] = True
     where = pd.Series(np.arange(len(targets)), index=targets["nhs_number"].to_numpy())
     where = where[where.index != ""]
     where = where[~where.index.duplicated()]
@@ -85,16 +96,15 @@ def best_dice(queries: pd.DataFrame, targets: pd.DataFrame) -> tuple[np.ndarray,
     a, b = q_clk[qi], t_clk[ti]
     common = np.bitwise_count(a & b).sum(axis=1)
     true[qi] = 2 * common / (np.bitwise_count(a).sum(axis=1) + np.bitwise_count(b).sum(axis=1))
-    return best, true
+    return best, removed, true
 
 
-def breakdown(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
+def breakdown(queries: pd.DataFrame, targets: pd.DataFrame, households: bool = True) -> None:
     """Print the breakdown of the children left on the lists who are on some Welsh register."""
-    best, true = best_dice(queries, targets)
+    best, removed, true = best_dice(queries, targets, households)
     cross = (queries["other_la"] != "").to_numpy()
     own = queries["own_register"].to_numpy()
     none = ~cross & ~own
-    removed = best >= DEFAULT_THRESHOLD
     left = ~removed
     print(f"lists: {len(queries)} before, {int(left.sum())} after; on no register {int(none.sum())}; "
           f"share after {none[left].mean():.4f}; wrongly removed {int((removed & none).sum())}")
@@ -112,10 +122,13 @@ def breakdown(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
     band = (enc["best"] >= DEFAULT_POSSIBLE_THRESHOLD).to_numpy()
     lsh = (enc["true"] >= DEFAULT_THRESHOLD).to_numpy()
     print(f"      true pair at or above {DEFAULT_THRESHOLD} but never compared (LSH miss): {int(lsh.sum())}")
+    size = queries.groupby("household")["household"].transform("size")
+    enc["alone"] = size.loc[enc.index].to_numpy() == 1
     for moved, label in ((False, "schooled across the border"), (True, "moved since the census")):
         g = enc[(enc["moved"] == moved).to_numpy() & ~lsh]
         gband = (g["best"] >= DEFAULT_POSSIBLE_THRESHOLD).to_numpy()
-        print(f"      {label}: {len(g)} (note band {int(gband.sum())}, below it {int((~gband).sum())})")
+        print(f"      {label}: {len(g)} (note band {int(gband.sum())}, below it {int((~gband).sum())}; "
+              f"the only child of its household on the list: {int(g['alone'].sum())})")
         kinds: Counter[str] = Counter()
         for labels in g["labels"]:
             s = set(labels)
@@ -129,8 +142,8 @@ def breakdown(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
         print(f"        true-pair Dice quartiles: {np.round(np.nanpercentile(g['true'], [25, 50, 75]), 3).tolist()}")
     print(f"  (c) sent to the note band [{DEFAULT_POSSIBLE_THRESHOLD}, {DEFAULT_THRESHOLD}): "
           f"{int(((best >= DEFAULT_POSSIBLE_THRESHOLD) & left & ~none).sum())} on some register "
-          f"({int(band.sum())} of them on another LA's), {int(((best >= DEFAULT_POSSIBLE_THRESHOLD) & none).sum())} "
-          "on no register")
+          f"({int(band.sum())} of them on another LA's), "
+          f"{int(((best >= DEFAULT_POSSIBLE_THRESHOLD) & left & none).sum())} on no register")
     namesakes(queries[none], targets)
 
 
@@ -151,9 +164,10 @@ def namesakes(children: pd.DataFrame, targets: pd.DataFrame) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cache", type=Path, required=True, help="frames prepared by benchmarks/cross_la.py")
+    parser.add_argument("--no-households", action="store_true", help="the check as before households")
     args = parser.parse_args()
     queries, targets = pd.read_pickle(args.cache)
-    breakdown(queries, targets)
+    breakdown(queries, targets, not args.no_households)
 
 
 if __name__ == "__main__":

@@ -43,28 +43,33 @@ def household_labels(address: pd.Series | list[str] | None, postcode: pd.Series 
     return labels
 
 
-def households_found(query: np.ndarray, target: np.ndarray, query_group: np.ndarray,
-                     target_group: np.ndarray) -> np.ndarray:
+def households_found(query: np.ndarray, target: np.ndarray, dice: np.ndarray, query_group: np.ndarray,
+                     target_group: np.ndarray, strong: float) -> np.ndarray:
     """Which candidate pairs two households confirm: a mask over the pairs.
 
     A pair (query, target) is confirmed when, between the query's household and the target's, the
-    pairs given hold at least two different queries and two different targets: two children of one
-    address agree with two records of one address (two such pairs that share no record always exist
-    then, since a set of pairs with no two disjoint ones all share one record).
+    pairs given hold at least two different queries and two different targets (two children of one
+    address agree with two records of one address: two such pairs that share no record always
+    exist then, since a set of pairs with no two disjoint ones all share one record), and one of
+    them at Dice ``strong`` or more (one child agrees on name and date of birth). Without that,
+    two brothers and two unrelated brothers of the same surname born in the same years agree
+    weakly, pair by pair, and a household of children on no register was confirmed (seed 20260901).
 
     Args:
         query: query index of each candidate pair (pairs already above the unit's household threshold).
         target: target index of each pair.
+        dice: Dice of each pair.
         query_group: household of each query (unique across LAs; ``NO_HOUSEHOLD`` for none).
         target_group: household of each target (unique across LAs; ``NO_HOUSEHOLD`` for none).
+        strong: the Dice one pair of the two households must reach.
     """
     qg, tg = query_group[query], target_group[target]
     ok = (qg != NO_HOUSEHOLD) & (tg != NO_HOUSEHOLD)
     if not ok.any():
         return ok
-    pairs = pd.DataFrame({"qg": qg[ok], "tg": tg[ok], "q": query[ok], "t": target[ok]}).drop_duplicates()
-    size = pairs.groupby(["qg", "tg"]).agg(queries=("q", "nunique"), targets=("t", "nunique"))
-    both = size[(size["queries"] >= 2) & (size["targets"] >= 2)].index
+    pairs = pd.DataFrame({"qg": qg[ok], "tg": tg[ok], "q": query[ok], "t": target[ok], "d": dice[ok]})
+    size = pairs.groupby(["qg", "tg"]).agg(queries=("q", "nunique"), targets=("t", "nunique"), best=("d", "max"))
+    both = size[(size["queries"] >= 2) & (size["targets"] >= 2) & (size["best"] >= strong)].index
     confirmed = pd.MultiIndex.from_arrays([qg[ok], tg[ok]]).isin(both)
     out = np.zeros(len(query), dtype=bool)
     out[np.flatnonzero(ok)[confirmed]] = True
