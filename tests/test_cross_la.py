@@ -193,7 +193,8 @@ def test_the_check_removes_children_found_elsewhere_and_never_one_on_no_register
         entries = [json.loads(line) for line in files.ledger_file(settings, res.la_code).read_text().splitlines()]
         entry = next(e for e in entries if e["event"] == "cross_la_check")
         assert entry["facts"] == {"checked": len(before[res.la_code]), "found_on_other_la_register": res.found_in,
-                                  "removed": res.removed, "possibly_on_other_la_register": res.possible_in}
+                                  "removed": res.removed, "possibly_on_other_la_register": res.possible_in,
+                                  "moved_to_other_la": {}}
         text = json.dumps(entry)
         assert not any(f'"{ref[1]}"' in text for ref in removed) and not any(n in text for n in facts["nhs_number"])
         summary = follow_up.report_summary(open_home(settings), res.la_code, TODAY)
@@ -345,3 +346,49 @@ def test_two_brothers_are_not_found_on_two_unrelated_brothers_of_their_surname()
     assert link_encodings(*args, query_group=groups[0], target_group=groups[1], household_strong=0.0).confirmed(
         DEFAULT_THRESHOLD).all()  # the rule without a strong pair would remove both
     assert not link_encodings(*args, query_group=groups[0], target_group=groups[1]).confirmed(DEFAULT_THRESHOLD).any()
+
+
+# -- moves: the 28-day rule's second trigger ---------------------------------------------------------
+
+def test_a_retained_child_on_another_las_later_extract_is_transferred_there(tmp_path: Path) -> None:
+    # Round 1: Cardiff retains a child on no register. Round 2 (a later extract): the child is on
+    # the Vale's GP extract at a Vale address. The check transfers Cardiff's record to the Vale and
+    # removes it from Cardiff's list (the Vale keeps its own), never the other way round.
+    settings = load_settings(tmp_path / "home", environ={})
+    home = open_home(settings)
+    sims = {s.la_code: s for s in simulate_las([VALE, CARDIFF], children=500, seed=12, year_start=2026, cross_la_rate=0.0)}
+
+    def deliver(la: str, delivery: str, extract: pd.DataFrame, run_id: str) -> pd.DataFrame:
+        extract = extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
+        m.stage_delivery(home, la, delivery, extract)
+        outcomes = matching.match_registers(matching.health_to_canonical(extract), {
+            s: matching.register_to_canonical(f) for s, f in sims[la].registers.items()})
+        m.minimise(home, la, delivery, run_id, outcomes, today=TODAY)
+        return outcomes
+
+    for la, sim in sims.items():
+        for source, frame in sim.registers.items():
+            replace_register(home.store(la), la, source, frame, as_of=TODAY)
+        deliver(la, f"D20261001-{la}-0000cafe", sim.extract, "manual__round1")
+    truth = sims[CARDIFF].truth
+    nowhere = truth.loc[(truth["registers"] == "") & (truth["restricted"] == "N"), "nhs_number"]
+    held = m.read_retained(home, CARDIFF, outcome="unmatched")
+    child = sims[CARDIFF].extract[sims[CARDIFF].extract["nhs_number"].isin(set(nowhere) & set(held["nhs_number"]))].iloc[[0]]
+    number = str(child["nhs_number"].iloc[0])
+    later = child.assign(address_line1="7 Heol Fawr", address_line2="Barry", address_line3="Vale of Glamorgan",
+                         postcode="CF62 7AB", registration_date="2027-01-05")
+    outcomes = deliver(VALE, f"D20270115-{VALE}-0000beef", later, "manual__round2")
+    assert outcomes["outcome"].tolist() == ["unmatched"]  # on none of the Vale's registers either
+
+    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="moves")}
+    assert results[CARDIFF].moved_to == {VALE: 1} and results[VALE].moved_to == {}
+    assert number not in set(m.read_retained(home, CARDIFF)["nhs_number"])  # gone from Cardiff's list
+    assert number in set(m.read_retained(home, VALE)["nhs_number"])  # the Vale keeps its own record
+    incoming = [t for t in transfers.listed(home, VALE) if t.direction == "in" and t.other_la == CARDIFF]
+    assert [transfers.open_incoming(home, VALE, t.transfer_id)["nhs_number"] for t in incoming] == [number]
+    facts = next(json.loads(line)["facts"] for line in files.ledger_file(settings, CARDIFF).read_text().splitlines()
+                 if json.loads(line)["event"] == "cross_la_check")
+    assert facts["moved_to_other_la"] == {VALE: 1} and facts["removed"] == results[CARDIFF].removed
+    assert number not in files.ledger_file(settings, CARDIFF).read_text()
+    summary = follow_up.report_summary(home, CARDIFF, TODAY)
+    assert summary.resolved_by_outcome.get(follow_up.LABELS[cross_la.MOVED_OUTCOME]) == 1

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cme_pipeline.linkage.households import NO_HOUSEHOLD, households_found
+from cme_pipeline.linkage.moves import moved_to
 
 # Calibrated on simulated truth (benchmarks/cross_la.py, benchmarks/README.md): a namesake born the
 # same day with another postcode, on no register, scored up to 0.835-0.843 under most secrets and
@@ -47,6 +48,8 @@ class Found:
     party: np.ndarray
     dice: np.ndarray
     household: np.ndarray | None = None
+    moved: np.ndarray | None = None  # queries now on another LA's later extract (linkage.moves)
+    moved_party: np.ndarray | None = None  # and that LA's index
 
     def confirmed(self, threshold: float) -> np.ndarray:
         """Which of the found queries count as found for sure: Dice at the threshold, or a household."""
@@ -155,8 +158,10 @@ def run_linkage_unit(
     queries: np.ndarray, query_party: np.ndarray, targets: np.ndarray, target_party: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD, query_group: np.ndarray | None = None,
     target_group: np.ndarray | None = None, household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD,
+    query_tags: np.ndarray | None = None, query_day: np.ndarray | None = None,
 ) -> Found:
-    """``link_encodings`` in a separate process (the linkage unit), over a pipe.
+    """``link_encodings`` in a separate process (the linkage unit), over a pipe; with tags, also
+    the queries now on another LA's later extract (``linkage.moves``).
 
     Args:
         queries: uint8 encodings of the children to look for.
@@ -167,6 +172,8 @@ def run_linkage_unit(
         query_group: each query's household label (``linkage.households``), or None.
         target_group: each target's household label, or None.
         household_threshold: the lowest Dice of a pair that a household can confirm.
+        query_tags: each query's keyed NHS-number tag, or None.
+        query_day: the extract day of each query's delivery.
     """
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {
@@ -174,6 +181,8 @@ def run_linkage_unit(
         "threshold": np.array(threshold), "household_threshold": np.array(household_threshold)}
     if query_group is not None and target_group is not None:
         arrays |= {"query_group": query_group, "target_group": target_group}
+    if query_tags is not None and query_day is not None:
+        arrays |= {"query_tags": query_tags, "query_day": query_day}
     np.savez(buffer, **arrays)
     done = subprocess.run([sys.executable, "-m", "cme_pipeline.linkage.unit"], input=buffer.getvalue(),
                           capture_output=True, check=False)
@@ -183,7 +192,9 @@ def run_linkage_unit(
                            f"{done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
     answer = np.load(io.BytesIO(done.stdout))
     return Found(answer["query"], answer["party"], answer["dice"],
-                 answer["household"] if "household" in answer else None)
+                 answer["household"] if "household" in answer else None,
+                 answer["moved"] if "moved" in answer else None,
+                 answer["moved_party"] if "moved_party" in answer else None)
 
 
 def main() -> int:
@@ -199,6 +210,8 @@ def main() -> int:
     arrays: dict[str, Any] = {"query": found.query, "party": found.party, "dice": found.dice}
     if found.household is not None:
         arrays["household"] = found.household
+    if "query_tags" in data and "query_day" in data:
+        arrays["moved"], arrays["moved_party"] = moved_to(data["query_tags"], data["query_party"], data["query_day"])
     np.savez(out, **arrays)
     sys.stdout.buffer.write(out.getvalue())
     return 0
