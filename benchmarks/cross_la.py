@@ -93,6 +93,9 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
     hasher = token_hasher(keys, "bench")
     q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
     t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+    moves = {} if not households or "nhs_number" not in queries else {  # one round: no moves, the cost only
+        "query_tags": hasher.tags([str(v) for v in queries["nhs_number"]]),
+        "query_day": np.full(len(queries), 20261001, dtype=np.int64)}
     destroy_round_secret(keys, "bench")
     groups = {} if not households else {
         "query_group": np.concatenate([household_labels(g["address"], g["postcode"])
@@ -100,7 +103,7 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
         "target_group": np.concatenate([household_labels(g["address"], g["postcode"])
                                         for _, g in targets.groupby("party", sort=False)])}
     found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold,
-                             **groups)
+                             **groups, **moves)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     hit = np.zeros(len(queries), dtype=bool)
     hit[found.query[found.confirmed(threshold)]] = True
