@@ -36,36 +36,43 @@ from cme_pipeline.linkage import (
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     encode,
+    household_labels,
     link_encodings,
     run_linkage_unit,
 )
 from cme_pipeline.schemas import HEALTH_EXTRACT
+from cme_pipeline.simulate.la import DEFAULT_SEED
 from cme_pipeline.simulate.wales import simulate_las
 
 PERSON = ["forename", "middle_names", "surname", "dob", "sex", "postcode"]
 
 
-def prepare(children: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prepare(children: int | None, seed: int = DEFAULT_SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each LA's unmatched children (with truth) and every LA's register records its own matcher
-    did not match (with the LA index)."""
+    did not match (with the LA index, and the truth of who each record is and its noise)."""
     queries, targets = [], []
-    for i, sim in enumerate(simulate_las(list(LA_CODES), children=children, year_start=2026)):
+    for i, sim in enumerate(simulate_las(list(LA_CODES), children=children, seed=seed, year_start=2026)):
         extract = sim.extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
         outcomes = matching.match_registers(
             matching.health_to_canonical(extract),
             {s: matching.register_to_canonical(f) for s, f in sim.registers.items()},
         )
         unmatched = (outcomes["outcome"] == "unmatched").to_numpy()
-        q = extract.loc[unmatched, PERSON].reset_index(drop=True)
+        q = extract.loc[unmatched, [*PERSON, "address_line1", "nhs_number"]].reset_index(drop=True)
+        q = q.rename(columns={"address_line1": "address"})
         t = sim.truth.loc[unmatched].reset_index(drop=True)
         q["party"], q["la_code"], q["other_la"], q["own_register"] = i, sim.la_code, t["other_la"], t["registers"] != ""
+        q["reason"], q["household"] = t["reason"], t["household_id"]
         queries.append(q)
         matched = outcomes[outcomes["outcome"] == "matched"]
         claimed = set(zip(matched["register"], matched["register_record_id"], strict=True))
+        noise = sim.register_truth.set_index(["register", "record_id"])
         for source, frame in sim.registers.items():  # as la/cross_la.py: records the LA's run did not match
             free = [(source, r) not in claimed for r in frame["record_id"]]
-            r = frame.loc[free, PERSON].copy()
-            r["party"] = i
+            r = frame.loc[free, [*PERSON, "address", "record_id"]].copy()
+            r["party"], r["register"] = i, source
+            facts = noise.loc[[(source, x) for x in r["record_id"]]]
+            r["nhs_number"], r["noise"] = facts["nhs_number"].to_numpy(), facts["noise"].to_numpy()
             targets.append(r)
         print(f"  {sim.la_code}: {len(extract)} children, {int(unmatched.sum())} unmatched", flush=True)
     return pd.concat(queries, ignore_index=True), pd.concat(targets, ignore_index=True)
@@ -78,7 +85,7 @@ def _cpu() -> float:
 
 
 def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
-               keys_dir: Path) -> tuple[float, float, np.ndarray]:
+               keys_dir: Path, households: bool = True) -> tuple[float, float, np.ndarray]:
     """One timed check: encode everything under a fresh secret, link at the unit; (wall s, CPU s, found)."""
     keys = open_keystore(f"file:{keys_dir}")
     start, cpu = time.perf_counter(), _cpu()
@@ -86,11 +93,20 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
     hasher = token_hasher(keys, "bench")
     q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
     t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+    moves = {} if not households or "nhs_number" not in queries else {  # one round: no moves, the cost only
+        "query_tags": hasher.tags([str(v) for v in queries["nhs_number"]]),
+        "query_day": np.full(len(queries), 20261001, dtype=np.int64)}
     destroy_round_secret(keys, "bench")
-    found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold)
+    groups = {} if not households else {
+        "query_group": np.concatenate([household_labels(g["address"], g["postcode"])
+                                       for _, g in queries.groupby("party", sort=False)]),
+        "target_group": np.concatenate([household_labels(g["address"], g["postcode"])
+                                        for _, g in targets.groupby("party", sort=False)])}
+    found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold,
+                             **groups, **moves)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     hit = np.zeros(len(queries), dtype=bool)
-    hit[found.query] = True
+    hit[found.query[found.confirmed(threshold)]] = True
     return wall, cpu, hit
 
 
@@ -128,6 +144,8 @@ def main() -> None:
     parser.add_argument("--children", type=int)
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--no-calibration", action="store_true")
+    parser.add_argument("--no-households", action="store_true", help="the check as before households (issue 15, first cut)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the simulation's seed")
     parser.add_argument("--cache", type=Path, help="keep the prepared (synthetic) frames here and reuse them")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -136,7 +154,7 @@ def main() -> None:
     if args.cache is not None and args.cache.exists():
         queries, targets = pd.read_pickle(args.cache)
     else:
-        queries, targets = prepare(args.children)
+        queries, targets = prepare(args.children, args.seed)
         if args.cache is not None:
             pd.to_pickle((queries, targets), args.cache)
     print(f"prepared in {time.perf_counter() - start:.0f}s: {len(queries)} unmatched children, "
@@ -144,10 +162,12 @@ def main() -> None:
     walls, cpus, hit = [], [], np.zeros(len(queries), dtype=bool)
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as keys_dir:
-            wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir))
+            wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir), not args.no_households)
         walls.append(wall)
         cpus.append(cpu)
-        print(f"  check: {wall:.1f}s wall, {cpu:.1f}s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
+        on_none = hit & (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()
+        print(f"  check: {wall:.1f}s wall, {cpu:.1f}s CPU, load {os.getloadavg()[0]:.1f}; under this secret "
+              f"{int(on_none.sum())} children on no register removed, {int(hit.sum())} removed", flush=True)
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_unit = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"check median {statistics.median(walls):.1f}s wall, {statistics.median(cpus):.1f}s CPU of {args.repeats}; "

@@ -61,3 +61,15 @@ def test_frequency_attacks_learn_no_name_from_our_encodings(population: tuple[ob
     assert _rate(guesses, truth) <= chance + 0.01  # no better than guessing from public frequencies
     unsalted = encode(victims, hasher, ClkConfig(salt_by_year=False))
     assert _rate(reidentify(unsalted, names, _plain, ClkConfig().k_surname), truth) <= chance + 0.01
+
+
+def test_what_else_crosses_gives_no_frequency_to_count(population: tuple[object, list[str], list[str], list[str]]) -> None:
+    # The moves pass's NHS-number tags are unique per child (nothing to align with a public
+    # frequency list) and unrelated under another check's secret; household labels are random per
+    # check (tests/test_cross_la.py), so neither adds to what the attacks above can count.
+    victims = population[0]
+    numbers = [str(n) for n in victims["nhs_number"]]  # type: ignore[index]
+    one = TokenHasher(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32).tags(numbers)
+    other = TokenHasher(b"\x01" * 32, b"\x02" * 32, b"\x04" * 32).tags(numbers)
+    assert len(set(one.tolist())) == len(numbers)  # every tag unique: no frequency to align
+    assert not set(one.tolist()) & set(other.tolist())  # two checks' tags cannot be joined

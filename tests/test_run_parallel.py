@@ -34,7 +34,7 @@ from cme_pipeline.quality.extract_csv import parse_extract
 from cme_pipeline.simulate.wales import simulate_to_home
 
 LAS = ["W06000014", "W06000015"]  # the Vale of Glamorgan and Cardiff: neighbours
-CROSS_LA_FACTS = {"checked", "found_on_other_la_register", "removed", "possibly_on_other_la_register"}
+CROSS_LA_FACTS = {"checked", "found_on_other_la_register", "removed", "possibly_on_other_la_register", "moved_to_other_la"}
 COUNTS = ("received", "matched", "possible", "unmatched", "retained")
 
 
@@ -137,9 +137,9 @@ def _check_cross_la(settings: Settings, people: pd.DataFrame) -> None:
         entry = next(e for e in map(json.loads, text.splitlines()) if e["event"] == "cross_la_check")
         facts = entry["facts"]
         assert set(facts) == CROSS_LA_FACTS and isinstance(facts["removed"], int)
-        for key in ("found_on_other_la_register", "possibly_on_other_la_register"):
+        for key in ("found_on_other_la_register", "possibly_on_other_la_register", "moved_to_other_la"):
             assert set(facts[key]) <= {other} and all(isinstance(n, int) for n in facts[key].values())
-        assert sum(facts["found_on_other_la_register"].values()) == facts["removed"]
+        assert sum(facts["found_on_other_la_register"].values()) + sum(facts["moved_to_other_la"].values()) == facts["removed"]
         removed += facts["removed"]
         assert not any(n in text for n in truth["nhs_number"])
         assert not any(f'"{s}"' in text for s in people["surname"]) and not any(d in text for d in people["dob"])

@@ -59,8 +59,9 @@ def _cross_la(settings: Settings, codes: list[str]) -> None:
     for code, r in results.items():
         where = ", ".join(f"{other}: {n}" for other, n in r["found_in"].items()) or "none"
         maybe = sum(r["possible_in"].values())
-        say(f"  cross-LA check {code}: {r['checked']} unmatched looked for, {r['removed']} found on another "
-            f"LA's register and removed ({where}), {maybe} noted as possibly on one")
+        moved = sum(r.get("moved_to", {}).values())
+        say(f"  cross-LA check {code}: {r['checked']} unmatched looked for, {r['removed']} removed: found on another "
+            f"LA's register ({where}) or moved to another LA ({moved}); {maybe} noted as possibly on one")
     if results:
         say(f"cross-LA check of {len(results)} LA(s) in {time.monotonic() - start:.0f}s")
 

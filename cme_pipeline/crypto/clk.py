@@ -26,6 +26,8 @@ from cme_pipeline.crypto.keystore import KeyStore
 
 HASH_CONTEXT = b"cme-cross-la-clk-hash/1"
 PERMUTATION_CONTEXT = b"cme-cross-la-clk-permutation/1"
+TAG_CONTEXT = b"cme-cross-la-nhs-tag/1"
+TAG_BYTES = 16
 
 
 def round_secret_name(round_id: str) -> str:
@@ -49,6 +51,7 @@ class TokenHasher:
 
     _key: bytes
     _permutation_key: bytes
+    _tag_key: bytes = b""
 
     def positions(self, tokens: list[str], k: int, length: int) -> np.ndarray:
         """``k`` bit positions in ``[0, length)`` of each token: an array of shape (len(tokens), k).
@@ -73,6 +76,19 @@ class TokenHasher:
         seed = int.from_bytes(hmac.new(self._permutation_key, str(length).encode(), hashlib.sha256).digest(), "big")
         return np.random.default_rng(seed).permutation(length)
 
+    def tags(self, values: list[str]) -> np.ndarray:
+        """A keyed tag of each value (an NHS number), ``TAG_BYTES`` bytes each; empty values get
+        b"" (never equal to a tag). Lives only as long as the check's secret does.
+
+        Args:
+            values: the values to tag.
+        """
+        if not self._tag_key:
+            raise ValueError("this hasher has no tag key")
+        out = [hmac.new(self._tag_key, v.encode("utf-8"), hashlib.sha256).digest()[:TAG_BYTES] if v else b""
+               for v in values]
+        return np.array(out, dtype=f"S{TAG_BYTES}")
+
     def __repr__(self) -> str:  # never show key bytes
         return "TokenHasher()"
 
@@ -84,4 +100,5 @@ def token_hasher(keys: KeyStore, round_id: str) -> TokenHasher:
         KeyUnavailable: the check's secret was never created or has been destroyed.
     """
     name = round_secret_name(round_id)
-    return TokenHasher(keys.derive(name, HASH_CONTEXT), keys.derive(name, PERMUTATION_CONTEXT))
+    return TokenHasher(keys.derive(name, HASH_CONTEXT), keys.derive(name, PERMUTATION_CONTEXT),
+                       keys.derive(name, TAG_CONTEXT))

@@ -34,10 +34,12 @@ from cme_pipeline.home import Home
 from cme_pipeline.la import transfers
 from cme_pipeline.la.minimise import read_retained
 from cme_pipeline.linkage import (
+    DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     ClkConfig,
     encode,
+    household_labels,
     run_linkage_unit,
 )
 from cme_pipeline.store import follow_up as fstore
@@ -47,6 +49,7 @@ from cme_pipeline.store.register_claims import claimed
 from cme_pipeline.store.registers import load_registers
 
 OUTCOME = "other_la_register"  # the follow-up outcome a child found elsewhere is resolved with
+MOVED_OUTCOME = "other_la_extract"  # ... and one now on another LA's later GP extract (moved there)
 RUN_PREFIX = evidence.CROSS_LA_RUN_PREFIX
 POSSIBLE_NOTE = "possibly_on_"  # + the other LA's code: the officer's first call is to that LA
 _PERSON = ("forename", "middle_names", "surname", "dob", "sex", "postcode")
@@ -61,11 +64,12 @@ class CrossLaResult:
     found_in: dict[str, int]  # other LA's code -> children of ours found on its registers
     run_id: str
     possible_in: dict[str, int] = field(default_factory=dict)  # noted "possibly on LA X's register", kept
+    moved_to: dict[str, int] = field(default_factory=dict)  # other LA's code -> children now on its later extract
 
     @property
     def removed(self) -> int:
-        """Children removed from the retained list."""
-        return sum(self.found_in.values())
+        """Children removed from the retained list (found on a register, or moved)."""
+        return sum(self.found_in.values()) + sum(self.moved_to.values())
 
 
 def _register_records(home: Home, la_code: str) -> pd.DataFrame:
@@ -80,14 +84,15 @@ def _register_records(home: Home, la_code: str) -> pd.DataFrame:
     frames = []
     for source, frame in load_registers(engine, la_code).items():
         free = [(source, str(r)) not in taken for r in frame["record_id"]]
-        frames.append(frame.loc[free].reindex(columns=list(_PERSON)))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(_PERSON))
+        frames.append(frame.loc[free].reindex(columns=[*_PERSON, "address"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*_PERSON, "address"])
 
 
 def check_round(
     home: Home, la_codes: list[str], register_las: list[str] | None = None, today: dt.date | None = None,
     threshold: float = DEFAULT_THRESHOLD, config: ClkConfig | None = None, round_id: str | None = None,
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD,
+    household_threshold: float | None = DEFAULT_HOUSEHOLD_THRESHOLD,
 ) -> list[CrossLaResult]:
     """Look for each LA's unmatched children on the other LAs' registers; remove those found.
 
@@ -102,6 +107,9 @@ def check_round(
             that LA's register (``possibly_on_<LA code>``) and kept: name and date of birth agree
             but not the postcode, as for a child who moved, and as for a namesake.
         config: how encodings are built (the same for every LA).
+        household_threshold: from here a child also counts as found when another child of its
+            address is found with it at one address of the other LA's register
+            (``linkage.households``: a family that moved); None: no household evidence.
         round_id: the check's id (default: a fresh one); names its secret and ledger run id.
     """
     today = today or dt.date.today()
@@ -112,60 +120,81 @@ def check_round(
     create_round_secret(home.keys, round_id)
     try:
         hasher = token_hasher(home.keys, round_id)
-        q_parts, q_party, t_parts, t_party = [], [], [], []
+        q_parts, q_party, t_parts, t_party, q_group, t_group, q_tags, q_day = [], [], [], [], [], [], [], []
         for i, code in enumerate(parties):
             if code in la_codes:
                 held = read_retained(home, code, outcome="unmatched", today=today)
                 queries.append((code, list(zip(held["delivery_id"], held["health_record_id"], strict=True)), held))
                 q_parts.append(encode(held.reindex(columns=list(_PERSON)), hasher, config))
                 q_party.append(np.full(len(held), i, dtype=np.int64))
+                q_group.append(household_labels(held.get("address_line1"), held.get("postcode")))
+                q_tags.append(hasher.tags([str(v) for v in held["nhs_number"]]))
+                q_day.append(np.array([_extract_day(d) for d in held["delivery_id"]], dtype=np.int64))
             if code in (register_las or la_codes):
                 registers = _register_records(home, code)
                 t_parts.append(encode(registers, hasher, config))
                 t_party.append(np.full(len(registers), i, dtype=np.int64))
+                t_group.append(household_labels(registers["address"], registers["postcode"]))
                 del registers
         del hasher
     finally:
         destroy_round_secret(home.keys, round_id)  # no encoding can be made or compared again
+    households = household_threshold is not None
     found = run_linkage_unit(np.concatenate(q_parts), np.concatenate(q_party),
-                             np.concatenate(t_parts), np.concatenate(t_party), min(possible_threshold, threshold))
-    del q_parts, t_parts
-    hits = {q: (parties[p], d >= threshold)
-            for q, p, d in zip(found.query.tolist(), found.party.tolist(), found.dice.tolist(), strict=True)}
+                             np.concatenate(t_parts), np.concatenate(t_party), min(possible_threshold, threshold),
+                             np.concatenate(q_group) if households else None,
+                             np.concatenate(t_group) if households else None,
+                             household_threshold if household_threshold is not None else threshold,
+                             np.concatenate(q_tags), np.concatenate(q_day))
+    del q_parts, t_parts, q_tags
+    hits = {q: (parties[p], sure) for q, p, sure
+            in zip(found.query.tolist(), found.party.tolist(), found.confirmed(threshold).tolist(), strict=True)}
+    moves = {} if found.moved is None or found.moved_party is None else {
+        q: parties[p] for q, p in zip(found.moved.tolist(), found.moved_party.tolist(), strict=True)}
     results, offset = [], 0
     for code, refs, held in queries:
         mine = {refs[q - offset]: hit for q, hit in hits.items() if offset <= q < offset + len(refs)}
+        moved = {refs[q - offset]: to for q, to in moves.items() if offset <= q < offset + len(refs)}
         offset += len(refs)
-        results.append(_apply(home, code, mine, held, today, run_id))
+        results.append(_apply(home, code, mine, moved, held, today, run_id))
     return results
 
 
-def _apply(home: Home, la_code: str, found: dict[tuple[str, str], tuple[str, bool]], held: pd.DataFrame,
-           today: dt.date, run_id: str) -> CrossLaResult:
-    """Transfer the children found elsewhere to that LA and delete them here (as a follow-up
-    finding), note the possible ones, record counts."""
+def _extract_day(delivery_id: str) -> int:
+    """The extract date of a delivery as YYYYMMDD, from its id (``D20261001-W06000015-…``); 0 if none."""
+    day = str(delivery_id)[1:9]
+    return int(day) if day.isdigit() else 0
+
+
+def _apply(home: Home, la_code: str, found: dict[tuple[str, str], tuple[str, bool]], moved: dict[tuple[str, str], str],
+           held: pd.DataFrame, today: dt.date, run_id: str) -> CrossLaResult:
+    """Transfer the children found elsewhere, or now on another LA's later extract, to that LA and
+    delete them here (as a follow-up finding), note the possible ones, record counts."""
     engine = home.store(la_code)
     with engine.connect() as conn:
         live = fstore.live_children(conn, la_code, today)
     gone = [key for key, (_, sure) in found.items() if sure and key in live]
-    maybe = [key for key, (_, sure) in found.items() if not sure and key in live]
-    if gone:  # sent first: a crash before the deletion leaves them held, to be found again
+    away = [key for key in moved if key in live and key not in set(gone)]
+    maybe = [key for key, (_, sure) in found.items() if not sure and key in live and key not in moved]
+    if gone or away:  # sent first: a crash before the deletion leaves them held, to be found again
         by_ref = held.set_index(["delivery_id", "health_record_id"], drop=False)
-        transfers.send(home, la_code, by_ref.loc[gone].reset_index(drop=True), [found[k][0] for k in gone], today,
-                       run_id)
+        transfers.send(home, la_code, by_ref.loc[gone + away].reset_index(drop=True),
+                       [found[k][0] for k in gone] + [moved[k] for k in away], today, run_id)
     with engine.begin() as conn:
-        rstore.delete_retained_keys(conn, la_code, gone)
-        fstore.record_resolutions(conn, la_code, [(OUTCOME, live[k]) for k in gone], today)
+        rstore.delete_retained_keys(conn, la_code, gone + away)
+        fstore.record_resolutions(conn, la_code, [(OUTCOME, live[k]) for k in gone]
+                                  + [(MOVED_OUTCOME, live[k]) for k in away], today)
         for other in sorted({found[k][0] for k in maybe}):
             fstore.set_notes(conn, la_code, [k for k in maybe if found[k][0] == other], f"{POSSIBLE_NOTE}{other}", today)
-    if gone:
+    if gone or away:
         sstore.release_deleted_space(engine)
         rstore.finish_shredding(engine, home.keys, la_code)
     counts = dict(sorted(Counter(found[k][0] for k in gone).items()))
+    moves = dict(sorted(Counter(moved[k] for k in away).items()))
     possible = dict(sorted(Counter(found[k][0] for k in maybe).items()))
     evidence.record(home.settings, la_code, run_id, "cross_la_check", {
-        "checked": len(held), "found_on_other_la_register": counts, "removed": len(gone),
-        "possibly_on_other_la_register": possible,
+        "checked": len(held), "found_on_other_la_register": counts, "removed": len(gone) + len(away),
+        "possibly_on_other_la_register": possible, "moved_to_other_la": moves,
     })
     evidence.checkpoint(home.settings, home.keys, la_code)
-    return CrossLaResult(la_code, len(held), counts, run_id, possible)
+    return CrossLaResult(la_code, len(held), counts, run_id, possible, moves)

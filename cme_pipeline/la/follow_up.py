@@ -48,7 +48,10 @@ OUTCOMES: dict[str, str] = {
 }
 # Findings recorded by the pipeline itself, never chosen by the officer: the cross-LA check
 # (la/cross_la.py) resolves a child it found on another LA's register.
-CHECK_OUTCOMES: dict[str, str] = {"other_la_register": "on another Welsh LA's register (cross-LA check)"}
+CHECK_OUTCOMES: dict[str, str] = {
+    "other_la_register": "on another Welsh LA's register (cross-LA check)",
+    "other_la_extract": "moved: on another Welsh LA's later GP extract (cross-LA check)",
+}
 LABELS: dict[str, str] = OUTCOMES | CHECK_OUTCOMES
 KEEPS = frozenset({"under_enquiry"})  # the child stays held
 DECISION_COLUMNS = ("ref", "outcome")

@@ -5,7 +5,9 @@ secret (``unit``). Arrays in and out: no storage, no keys (those stay in ``crypt
 from __future__ import annotations
 
 from cme_pipeline.linkage.encode import ClkConfig, encode
+from cme_pipeline.linkage.households import household_labels
 from cme_pipeline.linkage.unit import (
+    DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     Found,
@@ -13,4 +15,5 @@ from cme_pipeline.linkage.unit import (
     run_linkage_unit,
 )
 
-__all__ = ["DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD", "ClkConfig", "Found", "encode", "link_encodings", "run_linkage_unit"]
+__all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD", "ClkConfig", "Found", "encode",
+           "household_labels", "link_encodings", "run_linkage_unit"]

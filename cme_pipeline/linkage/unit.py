@@ -18,26 +18,43 @@ import io
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-# Calibrated on simulated truth (benchmarks/cross_la.py, benchmarks/README.md): no child on no
-# register reaches DEFAULT_THRESHOLD in all of Wales (the best scored 0.828 and 0.838 in two
-# encodings under different secrets); name and date of birth agreeing without the postcode (a
-# child who moved, or a namesake) mostly scores between the two.
-DEFAULT_THRESHOLD = 0.86
+from cme_pipeline.linkage.households import NO_HOUSEHOLD, households_found
+from cme_pipeline.linkage.moves import moved_to
+
+# Calibrated on simulated truth (benchmarks/cross_la.py, benchmarks/README.md): a namesake born the
+# same day with another postcode, on no register, scored up to 0.835-0.843 under most secrets and
+# once 0.861 (seed 20261101: BLIP's noise), so removal needs 0.88; name and date of birth agreeing
+# without the postcode (a child who moved, or a namesake) mostly scores between the two.
+DEFAULT_THRESHOLD = 0.88
 DEFAULT_POSSIBLE_THRESHOLD = 0.76
+# Pairs from here count towards a household (linkage.households): on the held-out seed no child on
+# no register was confirmed by a household from 0.55 up; 0.60 keeps a margin, and a family's
+# pairs with a typo or a missing middle name still count.
+DEFAULT_HOUSEHOLD_THRESHOLD = 0.60
 TABLES = 48
 SAMPLE = 22
 
 
 @dataclass(frozen=True)
 class Found:
-    """Queries found on another LA's register: index into the queries, that LA's index, Dice."""
+    """Queries found on another LA's register: index into the queries, that LA's index, Dice, and
+    whether two households confirm it (``linkage.households``; then Dice may be under the threshold)."""
 
     query: np.ndarray
     party: np.ndarray
     dice: np.ndarray
+    household: np.ndarray | None = None
+    moved: np.ndarray | None = None  # queries now on another LA's later extract (linkage.moves)
+    moved_party: np.ndarray | None = None  # and that LA's index
+
+    def confirmed(self, threshold: float) -> np.ndarray:
+        """Which of the found queries count as found for sure: Dice at the threshold, or a household."""
+        sure = self.dice >= threshold
+        return sure if self.household is None else sure | self.household
 
 
 def _popcount_rows(a: np.ndarray) -> np.ndarray:
@@ -54,8 +71,11 @@ def _keys(bits: np.ndarray, positions: np.ndarray) -> np.ndarray:
 def link_encodings(
     queries: np.ndarray, query_party: np.ndarray, targets: np.ndarray, target_party: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD, tables: int = TABLES, sample: int = SAMPLE, seed: int | None = None,
+    query_group: np.ndarray | None = None, target_group: np.ndarray | None = None,
+    household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD, household_strong: float = DEFAULT_POSSIBLE_THRESHOLD,
 ) -> Found:
-    """For each query, the best target of another party at Dice >= ``threshold``.
+    """For each query, the best target of another party at Dice >= ``threshold``, and the queries two
+    households confirm (``linkage.households``) from ``household_threshold``.
 
     Args:
         queries: uint8 encodings (rows) of the children to look for.
@@ -66,6 +86,12 @@ def link_encodings(
         tables: LSH tables.
         sample: bits sampled per table (at most 64).
         seed: for the bit samples (default: fresh).
+        query_group: each query's household label within its party (``NO_HOUSEHOLD`` for none);
+            None: no household evidence.
+        target_group: each target's household label within its party.
+        household_threshold: the lowest Dice of a pair that a household can confirm.
+        household_strong: the Dice one pair of the two households must reach (name and date of
+            birth agree).
     """
     if queries.shape[1] != targets.shape[1] or queries.shape[1] % 8:
         raise ValueError("queries and targets must be encodings of one width (a multiple of 64 bits)")
@@ -74,6 +100,10 @@ def link_encodings(
     q_pop, t_pop = _popcount_rows(queries), _popcount_rows(targets)
     best = np.zeros(len(queries), dtype=np.float64)
     best_party = np.full(len(queries), -1, dtype=np.int64)
+    households = query_group is not None and target_group is not None
+    near_q: list[np.ndarray] = []
+    near_t: list[np.ndarray] = []
+    near_d: list[np.ndarray] = []
     for _ in range(tables if len(queries) and len(targets) else 0):
         positions = rng.choice(width, sample, replace=False)
         tk, qk = _keys(targets, positions), _keys(queries, positions)
@@ -91,21 +121,47 @@ def link_encodings(
             a, b = qi[start : start + 200_000], ti[start : start + 200_000]
             common = _popcount_rows(queries[a] & targets[b])
             dice = 2.0 * common / np.maximum(q_pop[a] + t_pop[b], 1)
+            if households:
+                near = dice >= household_threshold
+                near_q.append(a[near])
+                near_t.append(b[near])
+                near_d.append(dice[near])
             better = dice > best[a]
             # several pairs of one query in a chunk: the order of assignment keeps the last, so
             # sort by Dice so the best is written last
             idx = np.argsort(dice[better], kind="stable")
             best[a[better][idx]] = dice[better][idx]
             best_party[a[better][idx]] = target_party[b[better][idx]]
-    hit = np.flatnonzero(best >= threshold)
-    return Found(hit, best_party[hit], best[hit])
+    if query_group is None or target_group is None:
+        hit = np.flatnonzero(best >= threshold)
+        return Found(hit, best_party[hit], best[hit])
+    pq = np.concatenate(near_q) if near_q else np.zeros(0, dtype=np.int64)
+    pt = np.concatenate(near_t) if near_t else np.zeros(0, dtype=np.int64)
+    pd_ = np.concatenate(near_d) if near_d else np.zeros(0)
+    confirmed = households_found(pq, pt, pd_, _unique_groups(query_party, query_group),
+                                 _unique_groups(target_party, target_group), household_strong)
+    by_household = np.zeros(len(queries), dtype=bool)
+    by_household[pq[confirmed]] = True
+    # a confirmed query is on the register of its household pair's LA (whatever its best Dice's LA)
+    party = best_party.copy()
+    party[pq[confirmed]] = target_party[pt[confirmed]]
+    hit = np.flatnonzero((best >= threshold) | by_household)
+    return Found(hit, party[hit], best[hit], by_household[hit])
+
+
+def _unique_groups(party: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Household labels made unique across parties (each LA labels its own records)."""
+    return np.where(group == NO_HOUSEHOLD, NO_HOUSEHOLD, party.astype(np.int64) * (1 << 32) + group)
 
 
 def run_linkage_unit(
     queries: np.ndarray, query_party: np.ndarray, targets: np.ndarray, target_party: np.ndarray,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = DEFAULT_THRESHOLD, query_group: np.ndarray | None = None,
+    target_group: np.ndarray | None = None, household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD,
+    query_tags: np.ndarray | None = None, query_day: np.ndarray | None = None,
 ) -> Found:
-    """``link_encodings`` in a separate process (the linkage unit), over a pipe.
+    """``link_encodings`` in a separate process (the linkage unit), over a pipe; with tags, also
+    the queries now on another LA's later extract (``linkage.moves``).
 
     Args:
         queries: uint8 encodings of the children to look for.
@@ -113,10 +169,21 @@ def run_linkage_unit(
         targets: uint8 encodings of register records.
         target_party: the index of the LA each target came from.
         threshold: the lowest Dice similarity that counts as the same child.
+        query_group: each query's household label (``linkage.households``), or None.
+        target_group: each target's household label, or None.
+        household_threshold: the lowest Dice of a pair that a household can confirm.
+        query_tags: each query's keyed NHS-number tag, or None.
+        query_day: the extract day of each query's delivery.
     """
     buffer = io.BytesIO()
-    np.savez(buffer, queries=queries, query_party=query_party, targets=targets, target_party=target_party,
-             threshold=np.array(threshold))
+    arrays: dict[str, Any] = {
+        "queries": queries, "query_party": query_party, "targets": targets, "target_party": target_party,
+        "threshold": np.array(threshold), "household_threshold": np.array(household_threshold)}
+    if query_group is not None and target_group is not None:
+        arrays |= {"query_group": query_group, "target_group": target_group}
+    if query_tags is not None and query_day is not None:
+        arrays |= {"query_tags": query_tags, "query_day": query_day}
+    np.savez(buffer, **arrays)
     done = subprocess.run([sys.executable, "-m", "cme_pipeline.linkage.unit"], input=buffer.getvalue(),
                           capture_output=True, check=False)
     if done.returncode != 0:
@@ -124,16 +191,28 @@ def run_linkage_unit(
         raise RuntimeError(f"the linkage unit failed (exit {done.returncode}): "
                            f"{done.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
     answer = np.load(io.BytesIO(done.stdout))
-    return Found(answer["query"], answer["party"], answer["dice"])
+    return Found(answer["query"], answer["party"], answer["dice"],
+                 answer["household"] if "household" in answer else None,
+                 answer["moved"] if "moved" in answer else None,
+                 answer["moved_party"] if "moved_party" in answer else None)
 
 
 def main() -> int:
     """The unit's process: encodings on stdin, findings on stdout (both .npz)."""
     data = np.load(io.BytesIO(sys.stdin.buffer.read()))
+    groups = "query_group" in data and "target_group" in data
     found = link_encodings(data["queries"], data["query_party"], data["targets"], data["target_party"],
-                           float(data["threshold"]))
+                           float(data["threshold"]),
+                           query_group=data["query_group"] if groups else None,
+                           target_group=data["target_group"] if groups else None,
+                           household_threshold=float(data["household_threshold"]))
     out = io.BytesIO()
-    np.savez(out, query=found.query, party=found.party, dice=found.dice)
+    arrays: dict[str, Any] = {"query": found.query, "party": found.party, "dice": found.dice}
+    if found.household is not None:
+        arrays["household"] = found.household
+    if "query_tags" in data and "query_day" in data:
+        arrays["moved"], arrays["moved_party"] = moved_to(data["query_tags"], data["query_party"], data["query_day"])
+    np.savez(out, **arrays)
     sys.stdout.buffer.write(out.getvalue())
     return 0
 

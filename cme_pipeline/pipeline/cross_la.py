@@ -30,7 +30,7 @@ def run_check(settings: Settings, la_codes: list[str]) -> dict[str, dict[str, An
         return {}
     results = check_round(open_home(settings), la_codes, searched)
     return {r.la_code: {"checked": r.checked, "removed": r.removed, "found_in": r.found_in,
-                        "possible_in": r.possible_in} for r in results}
+                        "possible_in": r.possible_in, "moved_to": r.moved_to} for r in results}
 
 
 def cross_la_check(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

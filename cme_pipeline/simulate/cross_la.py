@@ -92,15 +92,20 @@ class PairChildren:
     moved: np.ndarray  # bool: moved since the census (the census holds an old address in register_la)
 
     def census_rows(self) -> pd.DataFrame:
-        """The children as register_la's census knew them (its own address for those who moved)."""
+        """The children as register_la's census knew them (its own address for those who moved).
+
+        A family moves together: siblings who moved share one old address in register_la, as
+        its census holds them.
+        """
         rows = self.population.copy()
         idx = np.flatnonzero(self.moved)
         if idx.size:
             rng = np.random.default_rng([*_pair_key(self.home_la, self.register_la), 1])
-            line1, town, postcode = random_addresses(rng, AREAS[self.register_la], idx.size)
-            rows.loc[rows.index[idx], "address_line1"] = line1
-            rows.loc[rows.index[idx], "town"] = town
-            rows.loc[rows.index[idx], "postcode"] = postcode
+            codes, households = pd.factorize(rows["household_id"].to_numpy()[idx])
+            line1, town, postcode = random_addresses(rng, AREAS[self.register_la], len(households))
+            rows.loc[rows.index[idx], "address_line1"] = line1[codes]
+            rows.loc[rows.index[idx], "town"] = town[codes]
+            rows.loc[rows.index[idx], "postcode"] = postcode[codes]
         return rows
 
 
@@ -126,4 +131,6 @@ def pair_children(
     pop = simulate_population(rng, AREAS[home_la], len(numbers), dob_window, extract_date, numbers)
     pop["household_id"] = f"{home_la}-X{register_la[-2:]}-H" + pop["household_id"]
     pop["twin"] = np.where(pop["twin"] != "", f"{home_la}-X{register_la[-2:]}-" + pop["twin"], "")
-    return PairChildren(home_la, register_la, pop, rng.random(len(numbers)) < MOVED_SHARE)
+    # Whole households move (a child moves with its family), so siblings are moved or schooled alike.
+    codes, households = pd.factorize(pop["household_id"])
+    return PairChildren(home_la, register_la, pop, (rng.random(len(households)) < MOVED_SHARE)[codes])
