@@ -13,7 +13,7 @@ from fixtures_matching import with_background
 
 from cme_pipeline.matching import agreement_patterns, match_registers
 from cme_pipeline.matching.config import LinkConfig
-from cme_pipeline.matching.learn import CLEAR_AT, learn
+from cme_pipeline.matching.learn import AUDIT_EVERY, CLEAR_AT, audit_sample, learn
 from cme_pipeline.matching.model import fit
 from cme_pipeline.matching.prepare import prepare
 from cme_pipeline.schemas import CANONICAL_PERSON, DECISION_PATTERN
@@ -86,6 +86,26 @@ def test_no_decision_right_or_wrong_matches_a_missing_twin(
     few = match_registers(health, registers, decisions=_decisions(pattern, [False] * 5))
     assert few.set_index("health_record_id").loc["h0", "outcome"] == "possible"
     assert few.attrs["cleared_by_decisions"] == 0
+
+
+def test_one_cleared_pair_in_twenty_stays_in_review_so_a_cleared_pattern_is_still_decided(
+    missing_twin: tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame],
+) -> None:
+    ids = [f"h{i}" for i in range(4000)]
+    sample = audit_sample(ids, ["g1"] * len(ids))
+    assert abs(sample.mean() - 1 / AUDIT_EVERY) < 0.015  # about one in twenty
+    assert (audit_sample(ids, ["g1"] * len(ids)) == sample).all()  # the same pairs on every run
+    # The missing twin under an id the sample keeps: her cleared pair stays in review ...
+    audited = next(i for i, kept in zip(ids, sample, strict=True) if kept)
+    health, registers, pattern = missing_twin
+    health = health.assign(record_id=health["record_id"].replace({"h0": audited}))
+    rejected = _decisions(pattern, [False] * 25)
+    kept = match_registers(health, registers, decisions=rejected)
+    assert kept.set_index("health_record_id").loc[audited, "outcome"] == "possible"
+    assert kept.attrs["cleared_by_decisions"] == 0
+    # ... and officers who find the sample's pairs are the same child bring the pattern back.
+    back = _decisions(pattern, [False] * 25 + [True] * 2)
+    assert learn(back).cleared == frozenset()
 
 
 @pytest.mark.postgres

@@ -27,6 +27,11 @@ Why this estimator, and not re-estimated m and u:
   review. No missing child can be matched, and no twin, because of a decision. Auto-matching from
   decisions would need a pattern's rate at the match band's precision (0.999): a thousand
   unanimous decisions per pattern at the least, and one wrong click would undo it.
+- A cleared pattern keeps being checked: one pair in ``AUDIT_EVERY`` of it stays in review (an
+  audit sample, fixed by the pair's record ids so a re-run decides alike). Without it a cleared
+  pattern would get no decisions any more and could never come back if the registers or the
+  data changed; with it, officers' "same child" answers on the sample lift the pattern's rate
+  above ``CLEAR_AT`` again and its pairs return to review.
 - Weighting: every decision counts once, all runs pooled, against the Beta(1, 1) prior. Clearing
   a pattern needs at least ``1 / CLEAR_AT - 2`` = 18 decisions of it, all "not the same",
   and 19 more for every "same" among them: a handful of wrong "not the same" clicks cannot clear
@@ -35,6 +40,8 @@ Why this estimator, and not re-estimated m and u:
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +55,8 @@ from cme_pipeline.schemas import DECIDED_PAIR, DECISION_PATTERN
 # sending a cleared pattern's pairs to follow-up costs the officer at most about one enquiry into a
 # registered child per 20 reviews saved, and the follow-up finds that child on the register.
 CLEAR_AT = 0.05
+# One cleared pair in this many stays in review: a cleared pattern keeps being decided.
+AUDIT_EVERY = 20
 PRIOR_SAME = 1.0  # Beta(1, 1): no pattern is presumed either way before it is decided
 PRIOR_NOT_SAME = 1.0
 _RADIX = 8  # levels (-1 .. 6) + 1 fit in 3 bits
@@ -87,6 +96,18 @@ class Learned:
         if not cleared or len(gamma) == 0:
             return np.zeros(len(gamma), dtype=bool)
         return np.isin(_keys(gamma), _keys(np.array(sorted(cleared), dtype=np.int64)))
+
+
+def audit_sample(left_ids: Sequence[str], right_ids: Sequence[str]) -> np.ndarray:
+    """Which pairs stay in review although their pattern is cleared: about one in ``AUDIT_EVERY``.
+
+    Chosen by a hash of the two record ids (references, never personal data), so the same
+    delivery against the same registers samples the same pairs on every run and worker.
+    """
+    digests = (hashlib.blake2b(f"{left}\0{right}".encode(), digest_size=8).digest()
+               for left, right in zip(left_ids, right_ids, strict=True))
+    return np.fromiter((int.from_bytes(d, "big") % AUDIT_EVERY == 0 for d in digests), dtype=bool,
+                       count=len(left_ids))
 
 
 def learn(decisions: pd.DataFrame | None) -> Learned:

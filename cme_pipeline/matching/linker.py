@@ -10,6 +10,7 @@ from cme_pipeline.matching.assign import one_to_one
 from cme_pipeline.matching.blocking import block
 from cme_pipeline.matching.compare import COMPARISONS, LEVELS, compare
 from cme_pipeline.matching.config import LinkConfig
+from cme_pipeline.matching.learn import audit_sample
 from cme_pipeline.matching.model import LinkModel, contributions, fit, probability
 from cme_pipeline.matching.prepare import Prepared, prepare
 from cme_pipeline.matching.twins import guarded, in_twin_group
@@ -130,7 +131,11 @@ def _link_prepared(
         band, p = decide.bands(li, ri, w, guard, bits, config.match_threshold)
     else:
         band, p = _bands(li, ri, w, guard, config), probability(w)
-    band = np.where((band == "possible") & model.learned.clears(levels), CLEARED, band)
+    cleared = (band == "possible") & model.learned.clears(levels)
+    if cleared.any():  # the audit sample of cleared pairs stays in review (``learn.audit_sample``)
+        at = np.flatnonzero(cleared)
+        cleared[at[audit_sample(L.record_id[li[at]], R.record_id[ri[at]])]] = False
+    band = np.where(cleared, CLEARED, band)
     out = pd.DataFrame(
         {"left_id": L.record_id[li], "right_id": R.record_id[ri], "probability": p, "band": band}
     )
