@@ -224,3 +224,15 @@ def test_the_officer_records_findings_all_or_nothing_and_the_dpo_sees_the_figure
     assert "Follow-up of retained children" in dpo and "found at a school in Wales</td><td class=\"n\">1<" in dpo
     assert "resolved within 20 school days (initial checks expected)</td><td class=\"n\">1 of 1<" in dpo
     assert "of which noted still under enquiry</td><td class=\"n\">1<" in dpo
+
+
+def test_the_dpo_run_page_shows_what_the_model_learned_from_review_decisions() -> None:
+    from cme_pipeline.ui import dpo
+
+    entries = [{"event": "minimised", "facts": {"received": 40, "matched": 30, "possible": 2, "unmatched": 8,
+                                                  "retained": 10}},
+               {"event": "matched", "facts": {"matched_by_register": {"school_census": 30},
+                                              "review_decisions_learned_from": 212, "cleared_by_decisions": 61}}]
+    shown = html.unescape(dpo._figures(dpo.run_figures("manual__x", entries)))
+    assert "officers' earlier review decisions learned from</td><td class=\"n\">212<" in shown
+    assert "instead of review because of them</td><td class=\"n\">61<" in shown

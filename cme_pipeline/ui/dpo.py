@@ -47,6 +47,10 @@ class RunFigures:
     extract_date: str = ""
     counts: dict[str, int] = field(default_factory=dict)  # received, matched, possible, unmatched, retained
     matched_by_register: dict[str, int] = field(default_factory=dict)
+    # Learning from review decisions (issue 19): the decisions the run's model learned from, and
+    # the children it sent to follow-up instead of review because of them (counts only).
+    decisions_learned_from: int = 0
+    cleared_by_decisions: int = 0
     retention_expiry: str = ""
     data_key_destroyed_at: str = ""
     receiving_key_destroyed: bool = False
@@ -79,6 +83,8 @@ def run_figures(run_id: str, entries: list[dict[str, Any]]) -> RunFigures:
                               if isinstance(facts.get(k), int)}
         elif event == "matched":
             figures.matched_by_register = {str(k): int(v) for k, v in (facts.get("matched_by_register") or {}).items()}
+            figures.decisions_learned_from = int(facts.get("review_decisions_learned_from") or 0)
+            figures.cleared_by_decisions = int(facts.get("cleared_by_decisions") or 0)
         elif event == "retained":
             figures.retention_expiry = str(facts.get("retention_expiry", ""))
         elif event == "key_destroyed":
@@ -238,6 +244,9 @@ def _figures(f: RunFigures) -> str:
     rows += [cells(f"  of which on {name}", n) for name, n in sorted(f.matched_by_register.items())]
     rows += [cells("possible matches kept for review", f.counts.get("possible", "")),
              cells("on no register: kept for follow-up", f.counts.get("unmatched", "")),
+             cells("officers' earlier review decisions learned from", f.decisions_learned_from),
+             cells("  possible matches sent to follow-up instead of review because of them",
+                   f.cleared_by_decisions),
              cells("kept (encrypted) in all", f.counts.get("retained", "")),
              cells("kept until", f.retention_expiry or "not recorded"),
              cells("delivery's data key destroyed at", f.data_key_destroyed_at or "not recorded"),
