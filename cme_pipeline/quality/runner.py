@@ -71,9 +71,9 @@ def _batch_definition() -> Any:
         InMemoryStoreBackendDefaults,
         ProgressBarsConfig,
     )
+    from great_expectations.execution_engine import pandas_execution_engine
 
     import cme_pipeline.quality.custom  # noqa: F401 - registers our expectations with GX
-    from great_expectations.execution_engine import pandas_execution_engine
 
     # GX marks every batch with an MD5 fingerprint of its whole content: a hash of the health
     # data that nothing of ours reads (results keep names and counts only), and about a tenth of
