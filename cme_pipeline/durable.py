@@ -7,8 +7,11 @@ Everything is created 0600 whatever the umask (DESIGN.md §7).
 
 from __future__ import annotations
 
+import ctypes
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -52,6 +55,57 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     finally:
         tmp.unlink(missing_ok=True)  # a full disk or a refused link leaves no partial file behind
     fsync_dir(path.parent)
+
+
+def create_all(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Create many new small files, each whole or not at all, then make them all durable at once.
+
+    Each is written to a temporary file and linked into place (never replacing a file), and one
+    ``syncfs`` of their file system then makes every one of them durable before this returns:
+    two fsyncs per file made thousands of keys (one per transferred child) take minutes on a
+    busy disk. Where ``syncfs`` is missing, ``os.sync`` does the same for every file system.
+
+    Args:
+        files: each new file's path and whole content; all on one file system.
+
+    Raises:
+        FileExistsError: a file exists already (files before it in ``files`` are created).
+    """
+    for path, data in files:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.link(tmp, path)  # fails if the file exists, atomically
+        finally:
+            tmp.unlink(missing_ok=True)
+    if files:
+        sync_file_system(files[0][0].parent)
+
+
+def sync_file_system(directory: Path) -> None:
+    """Write everything cached for the file system holding ``directory`` to disk, and wait (Linux
+    ``syncfs``; elsewhere ``os.sync``)."""
+    syncfs = getattr(_libc(), "syncfs", None)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 def append_line(path: Path, line: bytes) -> None:

@@ -82,6 +82,22 @@ def warm_up() -> None:
 
     quality.warm_up()
     sync_dags()
+    _build_execution_api()
+
+
+def _build_execution_api() -> None:
+    """Build Airflow's in-process Execution API (its versioned routes) now, once for every worker.
+
+    ``dag.test()`` talks to it for every task; it is built on the first request, which in a
+    worker meant every worker generating the same routes again (Cadwyn: about 5 s of CPU each).
+    Only the app is built here: its event-loop thread starts in each worker, after the fork.
+    """
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    app = in_process_api_server().app
+    build_routes = getattr(app, "_cadwyn_initialize", None)
+    if callable(build_routes) and getattr(app, "_cadwyn_initialized", True) is False:
+        build_routes()
 
 
 def run_shares(settings: Settings, dag_id: str, conf: dict[str, Any], shares: Sequence[Sequence[str]]) -> list[ShareResult]:

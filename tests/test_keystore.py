@@ -38,6 +38,19 @@ def test_secrets_give_out_only_derived_keys_and_are_created_once(keys: KeyStore)
         keys.derive("la/W06000015/data/D1", b"purpose-a")
 
 
+def test_secrets_made_together_each_stand_alone_and_none_is_made_over_an_existing_one(keys: KeyStore) -> None:
+    names = [f"la/W06000015/transfer/TR-{i:012X}" for i in range(3)]
+    keys.create_secrets(names)  # one transfer key per child, made at once by the cross-LA check
+    assert keys.names("la/W06000015/transfer/") == names
+    derived = {keys.derive(name, b"purpose") for name in names}
+    assert len(derived) == 3
+    assert keys.destroy(names[0]) and not keys.exists(names[0])
+    assert keys.derive(names[1], b"purpose") in derived  # its neighbours outlive it
+    with pytest.raises(KeyUnavailable, match="already exists"):
+        keys.create_secrets(["la/W06000015/transfer/TR-NEW", names[2]])
+    assert not keys.exists("la/W06000015/transfer/TR-NEW")
+
+
 def test_signing_keys_sign_in_the_store_and_verify_anywhere(keys: KeyStore) -> None:
     public = keys.create_signing_key("la/W06000015/evidence.ed25519")
     assert keys.public_key("la/W06000015/evidence.ed25519") == public

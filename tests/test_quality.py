@@ -119,6 +119,8 @@ def test_no_value_reaches_a_gx_result(good_extract: GoodExtract) -> None:
     assert not raw.success and text.count('"success": false') >= 10
     needles = good_extract.needles() + list(frame["nhs_number"]) + list(frame["dob"]) + list(frame["forename"])
     assert [n for n in needles if n in text] == []
+    # nor a hash of them: GX's batch fingerprint (an MD5 of the whole frame) is switched off
+    assert "pandas_data_fingerprint" not in text and raw.meta["batch_markers"].keys() == {"ge_load_time"}
 
 
 # -- registers ----------------------------------------------------------------------------------

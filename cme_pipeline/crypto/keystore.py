@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cme_pipeline.durable import DIR_MODE, shred_file, write_atomic
+from cme_pipeline.durable import DIR_MODE, create_all, shred_file, write_atomic
 from cme_pipeline.errors import KeyUnavailable
 
 SECRET_BYTES = 32
@@ -50,6 +51,11 @@ class KeyStore(Protocol):
 
     def create_secret(self, name: str) -> None:
         """Create a new 256-bit secret; raise ``KeyUnavailable`` if the name exists."""
+        ...
+
+    def create_secrets(self, names: Sequence[str]) -> None:
+        """Create several new 256-bit secrets at once; raise ``KeyUnavailable`` (creating none)
+        if any name exists."""
         ...
 
     def derive(self, name: str, context: bytes) -> bytes:
@@ -179,6 +185,19 @@ class FileKeyStore:
         import secrets
 
         self._create(name, _SECRET, secrets.token_bytes(SECRET_BYTES))
+
+    def create_secrets(self, names: Sequence[str]) -> None:
+        """Create several new random secrets, made durable by one sync of the file system."""
+        import secrets
+
+        paths = [self._path(name) for name in names]
+        for name in names:
+            if self.exists(name):
+                raise exists_already(name)
+        try:
+            create_all([(path, _SECRET + secrets.token_bytes(SECRET_BYTES)) for path in paths])
+        except FileExistsError:  # created meanwhile by another process
+            raise KeyUnavailable("a key of these names was created meanwhile; refusing to overwrite it") from None
 
     def derive(self, name: str, context: bytes) -> bytes:
         """``HMAC-SHA256(secret, context)``."""

@@ -31,7 +31,7 @@ import secrets
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,6 +422,14 @@ class Pkcs11KeyStore:
                     Attribute.PRIVATE: True, Attribute.MODIFIABLE: False,
                 })
         self._create(name, make)
+
+    def create_secrets(self, names: Sequence[str]) -> None:
+        """Generate several secrets (a token object each; the token makes each durable itself)."""
+        for name in names:
+            if self.exists(name):
+                raise exists_already(name)
+        for name in names:
+            self.create_secret(name)
 
     def derive(self, name: str, context: bytes) -> bytes:
         """``HMAC-SHA256(secret, context)``, computed inside the token (CKM_SHA256_HMAC)."""

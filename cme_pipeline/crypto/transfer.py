@@ -4,6 +4,8 @@ acknowledged the transfer, so the record is readable only until then."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cme_pipeline.crypto.envelope import RecordCipher, ensure_secret
 from cme_pipeline.crypto.keystore import KeyStore
 
@@ -25,6 +27,15 @@ def transfer_cipher(keys: KeyStore, to_la: str, transfer_id: str, create: bool =
     if create:
         ensure_secret(keys, name)
     return RecordCipher(to_la, f"transfer/{transfer_id}", keys.derive(name, TRANSFER_KEY))
+
+
+def create_transfer_keys(keys: KeyStore, transfers: Sequence[tuple[str, str]]) -> None:
+    """Create the secrets of several transfers at once: ``(receiving LA, transfer id)`` each.
+
+    Raises:
+        KeyUnavailable: a transfer's secret exists already (none is created).
+    """
+    keys.create_secrets([transfer_key_name(to_la, transfer_id) for to_la, transfer_id in transfers])
 
 
 def destroy_transfer_key(keys: KeyStore, to_la: str, transfer_id: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from cme_pipeline import evidence
-from cme_pipeline.crypto.transfer import destroy_transfer_key, transfer_cipher
+from cme_pipeline.crypto.transfer import create_transfer_keys, destroy_transfer_key, transfer_cipher
 from cme_pipeline.errors import UsageError
 from cme_pipeline.home import Home
 from cme_pipeline.la.minimise import open_fields, seal_fields
@@ -59,12 +59,23 @@ def send(home: Home, from_la: str, records: pd.DataFrame, to_las: list[str], tod
         run_id: the run recording it (the cross-LA check's).
     """
     ids = [f"TR-{secrets.token_hex(6).upper()}" for _ in to_las]
+    # Every key is made (and durable) before any row that needs it, all at once: per child, its
+    # two fsyncs and the two transactions below made the cross-LA check the longest serial part
+    # of `cme run` (thousands of children in an all-Wales round).
+    create_transfer_keys(home.keys, list(zip(to_las, ids, strict=True)))
+    incoming: dict[str, list[tuple[str, bytes | None]]] = {}
     for rec, to_la, tid in zip(records.to_dict("records"), to_las, ids, strict=True):
-        blob = transfer_cipher(home.keys, to_la, tid, create=True).encrypt(tid, seal_fields(rec, RETAINED_HEALTH_FIELDS))
+        blob = transfer_cipher(home.keys, to_la, tid).encrypt(tid, seal_fields(rec, RETAINED_HEALTH_FIELDS))
+        incoming.setdefault(to_la, []).append((tid, blob))
+    # One transaction per store; the receiving LAs' rows commit before the sender's, so a crash in
+    # between leaves the children held here, to be sent again by the next check, as before.
+    for to_la in sorted(incoming):
         with home.store(to_la).begin() as conn:
-            tstore.insert_transfer(conn, to_la, tid, "in", from_la, today, blob)
+            tstore.insert_transfers(conn, to_la, "in", from_la, today, incoming[to_la])
+    if ids:
         with home.store(from_la).begin() as conn:
-            tstore.insert_transfer(conn, from_la, tid, "out", to_la, today)
+            for to_la in sorted(incoming):
+                tstore.insert_transfers(conn, from_la, "out", to_la, today, [(tid, None) for tid, _ in incoming[to_la]])
     for to_la in sorted(set(to_las)):
         mine = [t for t, la in zip(ids, to_las, strict=True) if la == to_la]
         evidence.record(home.settings, to_la, run_id, "transfer_received",

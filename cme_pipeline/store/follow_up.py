@@ -49,11 +49,15 @@ def held_rows(conn: Connection, la_code: str, live_on: dt.date) -> list[tuple[st
 def set_notes(conn: Connection, la_code: str, notes: Iterable[tuple[str, str]], outcome: str, on: dt.date) -> None:
     """Record ``outcome`` as the latest note on each ``(delivery_id, health_record_id)``."""
     t = follow_up_notes
-    for delivery_id, record_id in notes:
-        key = (t.c.la_code == la_code, t.c.delivery_id == delivery_id, t.c.health_record_id == record_id)
-        conn.execute(sa.delete(t).where(*key))
-        conn.execute(sa.insert(t).values(la_code=la_code, delivery_id=delivery_id, health_record_id=record_id,
-                                         outcome=outcome, recorded_on=on))
+    keys = list(dict.fromkeys(notes))
+    if not keys:
+        return
+    # Two statements for all the children, not two per child.
+    conn.execute(sa.delete(t).where(t.c.la_code == la_code, t.c.delivery_id == sa.bindparam("b_delivery"),
+                                    t.c.health_record_id == sa.bindparam("b_record")),
+                 [{"b_delivery": d, "b_record": r} for d, r in keys])
+    conn.execute(sa.insert(t), [{"la_code": la_code, "delivery_id": d, "health_record_id": r, "outcome": outcome,
+                                 "recorded_on": on} for d, r in keys])
 
 
 def notes_of(conn: Connection, la_code: str) -> dict[tuple[str, str], tuple[str, dt.date]]:

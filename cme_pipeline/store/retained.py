@@ -234,20 +234,15 @@ def finish_shredding(engine: Engine, keys: KeyStore, la_code: str) -> int | None
 
 def delete_retained_keys(conn: Connection, la_code: str, pairs: Collection[tuple[str, str]]) -> int:
     """Delete retained rows by ``(delivery_id, health_record_id)``; return how many."""
-    deleted = 0
-    if pairs:
-        owe_rotation(conn, la_code)
-    for delivery_id, record_id in pairs:
-        deleted += int(
-            conn.execute(
-                sa.delete(retained).where(
-                    retained.c.la_code == la_code,
-                    retained.c.delivery_id == delivery_id,
-                    retained.c.health_record_id == record_id,
-                )
-            ).rowcount
-        )
-    return deleted
+    if not pairs:
+        return 0
+    owe_rotation(conn, la_code)
+    delete = sa.delete(retained).where(  # one statement for many rows (SQLite and psycopg sum rowcount)
+        retained.c.la_code == la_code, retained.c.delivery_id == sa.bindparam("b_delivery"),
+        retained.c.health_record_id == sa.bindparam("b_record"),
+    )
+    rows = [{"b_delivery": d, "b_record": r} for d, r in pairs]
+    return sum(int(conn.execute(delete, rows[start : start + _CHUNK]).rowcount) for start in range(0, len(rows), _CHUNK))
 
 
 def rotate(engine: Engine, keys: KeyStore, la_code: str) -> int:
@@ -280,17 +275,21 @@ def rotate(engine: Engine, keys: KeyStore, la_code: str) -> int:
             sa.select(retained.c.delivery_id, retained.c.health_record_id, retained.c.key_version, retained.c.ciphertext)
             .where(retained.c.la_code == la_code, retained.c.key_version != target)
         ).all()
-        for delivery_id, record_id, version, blob in old:
-            plain = ciphers.get(int(version), delivery_id).decrypt(record_id, bytes(blob))
-            conn.execute(
-                sa.update(retained)
-                .where(
-                    retained.c.la_code == la_code,
-                    retained.c.delivery_id == delivery_id,
-                    retained.c.health_record_id == record_id,
-                )
-                .values(key_version=target, ciphertext=ciphers.get(target, delivery_id).encrypt(record_id, plain))
-            )
+        resealed = [
+            {"b_delivery": delivery_id, "b_record": record_id,
+             "b_sealed": ciphers.get(target, delivery_id).encrypt(
+                 record_id, ciphers.get(int(version), delivery_id).decrypt(record_id, bytes(blob)))}
+            for delivery_id, record_id, version, blob in old
+        ]
+        update = (  # one statement executed for many rows: a round trip per row cost seconds per LA
+            sa.update(retained)
+            .where(retained.c.la_code == la_code, retained.c.delivery_id == sa.bindparam("b_delivery"),
+                   retained.c.health_record_id == sa.bindparam("b_record"))
+            .values(key_version=target, ciphertext=sa.bindparam("b_sealed"))
+        )
+        for start in range(0, len(resealed), _CHUNK):
+            conn.execute(update, resealed[start : start + _CHUNK])
+        del resealed
     # Only after the re-sealed rows are committed may an old key go.
     with engine.connect() as conn:
         stale = [v for v in live_versions(conn, la_code) if v < target]

@@ -13,11 +13,13 @@ from cme_pipeline.store.tables import transfers
 TransferRow = tuple[str, str, str, dt.date, dt.date | None]
 
 
-def insert_transfer(conn: Connection, la_code: str, transfer_id: str, direction: str, other_la: str,
-                    sent_on: dt.date, ciphertext: bytes | None = None) -> None:
-    """Add one side of a transfer (``out`` without data, ``in`` with the sealed record)."""
-    conn.execute(sa.insert(transfers).values(la_code=la_code, transfer_id=transfer_id, direction=direction,
-                                             other_la=other_la, sent_on=sent_on, ciphertext=ciphertext))
+def insert_transfers(conn: Connection, la_code: str, direction: str, other_la: str, sent_on: dt.date,
+                     sealed: list[tuple[str, bytes | None]]) -> None:
+    """Add one side of several transfers with one other LA: ``(transfer_id, sealed record or None)``."""
+    if sealed:
+        conn.execute(sa.insert(transfers), [
+            {"la_code": la_code, "transfer_id": tid, "direction": direction, "other_la": other_la,
+             "sent_on": sent_on, "ciphertext": blob} for tid, blob in sealed])
 
 
 def select_transfers(conn: Connection, la_code: str) -> list[TransferRow]:
