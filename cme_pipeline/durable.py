@@ -69,24 +69,37 @@ def create_all(files: Sequence[tuple[Path, bytes]]) -> None:
         files: each new file's path and whole content; all on one file system.
 
     Raises:
-        FileExistsError: a file exists already (files before it in ``files`` are created).
+        FileExistsError: a file exists already; the files this call created before it are
+            removed again, so none of ``files`` is left half made.
     """
-    for path, data in files:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            os.link(tmp, path)  # fails if the file exists, atomically
-        finally:
-            tmp.unlink(missing_ok=True)
+    created: list[Path] = []
+    try:
+        for path, data in files:
+            _create_one(path, data)
+            created.append(path)
+    except FileExistsError:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
     if files:
         sync_file_system(files[0][0].parent)
+
+
+def _create_one(path: Path, data: bytes) -> None:
+    """One new file, whole or not at all (linked into place from a temporary file), not synced."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # fails if the file exists, atomically
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sync_file_system(directory: Path) -> None:
