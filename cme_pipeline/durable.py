@@ -37,6 +37,13 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
         exclusive: refuse to replace an existing file (raises ``FileExistsError``); used for
             keys, which are never silently replaced.
     """
+    _place(path, data, exclusive=exclusive, sync=True)
+    fsync_dir(path.parent)
+
+
+def _place(path: Path, data: bytes, *, exclusive: bool, sync: bool) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and link (``exclusive``) or rename it
+    into place: readers never see half a file. ``sync``: fsync the data first."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -45,7 +52,8 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if exclusive:
@@ -54,7 +62,6 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # a full disk or a refused link leaves no partial file behind
-    fsync_dir(path.parent)
 
 
 def create_all(files: Sequence[tuple[Path, bytes]]) -> None:
@@ -75,7 +82,7 @@ def create_all(files: Sequence[tuple[Path, bytes]]) -> None:
     created: list[Path] = []
     try:
         for path, data in files:
-            _create_one(path, data)
+            _place(path, data, exclusive=True, sync=False)  # one syncfs below makes all durable
             created.append(path)
     except FileExistsError:
         for path in created:
@@ -83,23 +90,6 @@ def create_all(files: Sequence[tuple[Path, bytes]]) -> None:
         raise
     if files:
         sync_file_system(files[0][0].parent)
-
-
-def _create_one(path: Path, data: bytes) -> None:
-    """One new file, whole or not at all (linked into place from a temporary file), not synced."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.link(tmp, path)  # fails if the file exists, atomically
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def sync_file_system(directory: Path) -> None:
