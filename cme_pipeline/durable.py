@@ -64,7 +64,7 @@ def _place(path: Path, data: bytes, *, exclusive: bool, sync: bool) -> None:
         tmp.unlink(missing_ok=True)  # a full disk or a refused link leaves no partial file behind
 
 
-def create_all(files: Sequence[tuple[Path, bytes]]) -> None:
+def create_new_files(files: Sequence[tuple[Path, bytes]]) -> None:
     """Create many new small files, each whole or not at all, then make them all durable at once.
 
     Each is written to a temporary file and linked into place (never replacing a file), and one

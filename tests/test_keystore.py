@@ -145,12 +145,12 @@ def test_a_forked_worker_uses_the_token_itself() -> None:
 
 
 def test_files_made_together_leave_none_behind_when_one_exists_already(tmp_path: Path) -> None:
-    from cme_pipeline.durable import create_all
+    from cme_pipeline.durable import create_new_files
 
     first, taken, last = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     taken.write_bytes(b"another process's key")
     with pytest.raises(FileExistsError):
-        create_all([(first, b"1"), (taken, b"2"), (last, b"3")])
+        create_new_files([(first, b"1"), (taken, b"2"), (last, b"3")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"] and taken.read_bytes() == b"another process's key"
-    create_all([(first, b"1"), (last, b"3")])
+    create_new_files([(first, b"1"), (last, b"3")])
     assert first.read_bytes() == b"1" and (first.stat().st_mode & 0o777) == 0o600

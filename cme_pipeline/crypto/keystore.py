@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cme_pipeline.durable import DIR_MODE, create_all, shred_file, write_atomic
+from cme_pipeline.durable import DIR_MODE, create_new_files, shred_file, write_atomic
 from cme_pipeline.errors import KeyUnavailable
 
 SECRET_BYTES = 32
@@ -195,7 +195,7 @@ class FileKeyStore:
             if self.exists(name):
                 raise exists_already(name)
         try:
-            create_all([(path, _SECRET + secrets.token_bytes(SECRET_BYTES)) for path in paths])
+            create_new_files([(path, _SECRET + secrets.token_bytes(SECRET_BYTES)) for path in paths])
         except FileExistsError:  # created meanwhile by another process
             raise KeyUnavailable("a key of these names was created meanwhile; refusing to overwrite it") from None
 
