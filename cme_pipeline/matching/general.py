@@ -43,7 +43,7 @@ from rapidfuzz.distance import OSA, JaroWinkler
 from cme_pipeline.matching import compare as base
 from cme_pipeline.matching import model as fs
 from cme_pipeline.matching.blocking import RULES, block
-from cme_pipeline.matching.compare import COMPARISONS, LEVELS
+from cme_pipeline.matching.compare import COMPARISONS
 from cme_pipeline.matching.config import LinkConfig
 from cme_pipeline.matching.normalise import as_text, clean_text, map_unique
 from cme_pipeline.matching.prepare import MISSING_DAYS, Prepared, prepare
@@ -194,27 +194,13 @@ def compare(L: GeneralPrepared, R: GeneralPrepared, li: np.ndarray, ri: np.ndarr
     return gamma
 
 
-def _u(L: GeneralPrepared, R: GeneralPrepared, config: LinkConfig) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(config.seed)
-    total = len(L) * len(R)
-    if total <= config.u_sample:
-        li, ri = np.divmod(np.arange(total, dtype=np.int64), max(len(R), 1))
-    else:
-        li, ri = rng.integers(0, len(L), config.u_sample), rng.integers(0, len(R), config.u_sample)
-    gamma = compare(L, R, li, ri, config.workers)
-    return {
-        c: fs._shrink(fs._level_counts(gamma, k, len(LEVELS[c])), fs.PRIOR_U[c], fs.U_PSEUDO)
-        for k, c in enumerate(COMPARISONS)
-    }
-
-
 def fit(L: GeneralPrepared, R: GeneralPrepared, config: LinkConfig) -> fs.LinkModel:
     """u from random pairs, m by EM for every comparison in two sessions, and the prior.
 
     Session A (same date as written) trains everything but the date; session B (same forename
     and surname) trains the date and the rest again; comparisons trained in both take the mean.
     """
-    u = _u(L, R, config)
+    u = fs.estimate_u(L, R, config, compare)
     li, ri, share = fs._session_pairs(L, R, L.dob_digits, R.dob_digits, config, 1)
     gamma_a = compare(L, R, li, ri, config.workers)
     m_a, lam_a = fs._em(gamma_a, u, ("forename", "surname", "sex", "middle", "location"), config)

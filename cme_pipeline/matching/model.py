@@ -19,7 +19,9 @@ Why these estimators:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,8 +85,13 @@ def _shrink(counts: np.ndarray, prior: tuple[float, ...], pseudo: float) -> np.n
     return np.clip(est, 1e-9, None)
 
 
-def estimate_u(L: Prepared, R: Prepared, config: LinkConfig) -> dict[str, np.ndarray]:
-    """u-probabilities from random pairs (all pairs when there are fewer than ``u_sample``)."""
+def estimate_u(L: Any, R: Any, config: LinkConfig,
+               compare_pairs: Callable[..., np.ndarray] = compare) -> dict[str, np.ndarray]:
+    """u-probabilities from random pairs (all pairs when there are fewer than ``u_sample``).
+
+    ``compare_pairs`` gives the pairs' levels: the pipeline's (``Prepared`` sides, the default) or the
+    general profile's (``general.compare`` on its own prepared sides); the levels are the same.
+    """
     rng = np.random.default_rng(config.seed)
     total = len(L) * len(R)
     if total <= config.u_sample:
@@ -92,7 +99,7 @@ def estimate_u(L: Prepared, R: Prepared, config: LinkConfig) -> dict[str, np.nda
     else:
         li = rng.integers(0, len(L), config.u_sample)
         ri = rng.integers(0, len(R), config.u_sample)
-    gamma = compare(L, R, li, ri, config.workers)
+    gamma = compare_pairs(L, R, li, ri, config.workers)
     return {
         c: _shrink(_level_counts(gamma, k, len(LEVELS[c])), PRIOR_U[c], U_PSEUDO)
         for k, c in enumerate(COMPARISONS)
