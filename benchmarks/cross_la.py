@@ -35,6 +35,7 @@ from cme_pipeline.home import open_keystore
 from cme_pipeline.linkage import (
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
+    DEFAULT_UNIQUE_THRESHOLD,
     encode,
     household_labels,
     link_encodings,
@@ -85,7 +86,8 @@ def _cpu() -> float:
 
 
 def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
-               keys_dir: Path, households: bool = True) -> tuple[float, float, np.ndarray]:
+               keys_dir: Path, households: bool = True,
+               unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD) -> tuple[float, float, np.ndarray]:
     """One timed check: encode everything under a fresh secret, link at the unit; (wall s, CPU s, found)."""
     keys = open_keystore(f"file:{keys_dir}")
     start, cpu = time.perf_counter(), _cpu()
@@ -102,11 +104,12 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
                                        for _, g in queries.groupby("party", sort=False)]),
         "target_group": np.concatenate([household_labels(g["address"], g["postcode"])
                                         for _, g in targets.groupby("party", sort=False)])}
-    found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold,
+    lowest = threshold if unique_threshold is None else min(threshold, unique_threshold)
+    found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), lowest,
                              **groups, **moves)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     hit = np.zeros(len(queries), dtype=bool)
-    hit[found.query[found.confirmed(threshold)]] = True
+    hit[found.query[found.confirmed(threshold, unique_threshold)]] = True
     return wall, cpu, hit
 
 
@@ -138,6 +141,38 @@ def calibration(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
               f"{int(np.sum(best[none] >= th))} of {int(none.sum())} on no register would be removed")
 
 
+def calibrate_unique(queries: pd.DataFrame, targets: pd.DataFrame, secrets: int = 3) -> None:
+    """The unrivalled-pair threshold (linkage.unique): under each of ``secrets`` fresh secrets, the
+    best Dice of an unrivalled pair of a child on no register, and the share of the lists truly on
+    no register and the children on no register removed at several thresholds (households on)."""
+    none = ((queries["other_la"] == "") & ~queries["own_register"]).to_numpy()
+    cross = (queries["other_la"] != "").to_numpy()
+    for k in range(secrets):
+        keys_dir = Path(tempfile.mkdtemp())
+        keys = open_keystore(f"file:{keys_dir}")
+        create_round_secret(keys, f"unique{k}")
+        hasher = token_hasher(keys, f"unique{k}")
+        q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
+        t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+        destroy_round_secret(keys, f"unique{k}")
+        groups = [np.concatenate([household_labels(g["address"], g["postcode"]) for _, g in f.groupby("party", sort=False)])
+                  for f in (queries, targets)]
+        found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold=0.5,
+                               query_group=groups[0], target_group=groups[1])
+        sure = np.zeros(len(queries), dtype=bool)
+        sure[found.query[found.confirmed(DEFAULT_THRESHOLD)]] = True
+        alone = np.zeros(len(queries))
+        pick = found.unique & ~found.confirmed(DEFAULT_THRESHOLD)
+        alone[found.query[pick]] = found.dice[pick]
+        top = np.sort(alone[none])[-5:]
+        print(f"secret {k}: unrivalled pairs of children on no register, best Dice: {np.round(top, 3).tolist()}")
+        for th in (0.78, 0.80, 0.82, 0.84, 0.86):
+            hit = sure | (alone >= th)
+            print(f"  unique from {th:.2f}: share truly on no register after {none[~hit].mean():.4f}; found "
+                  f"{hit[cross].mean():.4f} of those on another LA's register; {int((hit & none).sum())} on no "
+                  f"register removed", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
@@ -147,6 +182,11 @@ def main() -> None:
     parser.add_argument("--no-households", action="store_true", help="the check as before households (issue 15, first cut)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the simulation's seed")
     parser.add_argument("--cache", type=Path, help="keep the prepared (synthetic) frames here and reuse them")
+    parser.add_argument("--unique-threshold", type=float, default=DEFAULT_UNIQUE_THRESHOLD,
+                        help="an unrivalled pair counts as found from here (linkage.unique)")
+    parser.add_argument("--no-unique", action="store_true", help="the check before unrivalled pairs")
+    parser.add_argument("--calibrate-unique", action="store_true",
+                        help="only the unrivalled-pair calibration, under three secrets")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load {os.getloadavg()[0]:.1f}")
@@ -159,10 +199,14 @@ def main() -> None:
             pd.to_pickle((queries, targets), args.cache)
     print(f"prepared in {time.perf_counter() - start:.0f}s: {len(queries)} unmatched children, "
           f"{len(targets)} register records")
+    if args.calibrate_unique:
+        calibrate_unique(queries, targets)
+        return
     walls, cpus, hit = [], [], np.zeros(len(queries), dtype=bool)
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as keys_dir:
-            wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir), not args.no_households)
+            wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir), not args.no_households,
+                                        None if args.no_unique else args.unique_threshold)
         walls.append(wall)
         cpus.append(cpu)
         on_none = hit & (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()

@@ -40,6 +40,7 @@ from cme_pipeline.linkage import (
 )
 from cme_pipeline.linkage.encode import bigrams
 from cme_pipeline.linkage.households import NO_HOUSEHOLD
+from cme_pipeline.linkage.unique import unrivalled
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate.cross_la import NEIGHBOURS, la_rate, plan
 from cme_pipeline.simulate.wales import simulate_las
@@ -288,6 +289,51 @@ def test_a_family_that_moved_is_found_together_and_a_lone_namesake_is_not() -> N
     alone = link_encodings(encode(mine, hasher, plain), np.zeros(5, dtype=np.int64), encode(theirs, hasher, plain),
                            np.ones(5, dtype=np.int64), DEFAULT_POSSIBLE_THRESHOLD)
     assert not alone.confirmed(DEFAULT_THRESHOLD).any()
+
+
+def test_unrivalled_pairs_need_the_margin_over_every_other_pair_of_their_query_and_record() -> None:
+    # pairs (query, target, Dice): q0 has t0 alone; q1's best t1 has a near rival t2 of q1; q2 and
+    # q3 both agree with t3 (q3 better); q4 has t4 alone but within the margin of nothing else.
+    query = np.array([0, 1, 1, 2, 3, 3, 4, 0])
+    target = np.array([0, 1, 2, 3, 3, 3, 4, 0])  # (3, 3) and (0, 0) listed twice, as several LSH tables find them
+    dice = np.array([0.85, 0.85, 0.83, 0.82, 0.90, 0.90, 0.80, 0.85])
+    best = np.array([0.85, 0.85, 0.82, 0.90, 0.80, 0.0])
+    best_target = np.array([0, 1, 3, 3, 4, -1])
+    assert unrivalled(query, target, dice, best, best_target, 0.05).tolist() == [True, False, False, True, True, False]
+    assert unrivalled(query, target, dice, best, best_target, 0.10).tolist() == [True, False, False, False, True, False]
+
+
+def test_a_child_who_moved_alone_is_found_when_no_one_else_agrees_with_its_record() -> None:
+    # LA 0's list: Osian, who moved alone from LA 1 (another postcode there); two children called
+    # Seren Davies born the same day at two addresses, and one Seren Davies of that day on LA 1's
+    # register: each is as good as the other, so neither is found; Cai, on no register, whose
+    # namesake's record on LA 1's register belongs to LA 2's Cai (schooled across the border, the
+    # same postcode on both sides), who is found on it instead.
+    mine = pd.concat([
+        _family("Evans", "CF14 2BB", "9 Mill Lane", ("Osian", "2014-01-20", "M")),
+        _family("Davies", "CF24 3DD", "12 High Street", ("Seren", "2016-05-05", "F")),
+        _family("Davies", "CF5 1AA", "3 Cowbridge Road", ("Seren", "2016-05-05", "F")),
+        _family("Jones", "CF10 1AA", "4 Heol y Parc", ("Cai", "2015-03-02", "M")),
+        _family("Jones", "NP20 4AB", "80 Church Street", ("Cai", "2015-03-02", "M")),
+    ], ignore_index=True)
+    theirs = pd.concat([
+        _family("Evans", "NP19 7HG", "3 Station Road, Newport", ("Osian", "2014-01-20", "M")),
+        _family("Davies", "NP10 8QR", "1 Oak Avenue, Newport", ("Seren", "2016-05-05", "F")),
+        _family("Jones", "NP20 4AB", "80 Church Street, Newport", ("Cai", "2015-03-02", "M")),
+    ], ignore_index=True)
+    hasher, plain = _hasher(b"u"), ClkConfig(flip=0.0)
+    q, t = encode(mine, hasher, plain), encode(theirs, hasher, plain)
+    moved = _dice(q[0], t[0])
+    assert moved < DEFAULT_THRESHOLD and abs(moved - _dice(q[3], t[2])) < 0.03  # a move scores like a namesake
+    found = run_linkage_unit(q, np.array([0, 0, 0, 0, 2]), t, np.ones(3, dtype=np.int64), DEFAULT_POSSIBLE_THRESHOLD)
+    assert found.unique is not None
+    unique = dict(zip(found.query.tolist(), found.unique.tolist(), strict=True))
+    assert unique == {0: True, 1: False, 2: False, 3: False, 4: True}
+    sure = dict(zip(found.query.tolist(), found.confirmed(DEFAULT_THRESHOLD, moved - 0.01).tolist(), strict=True))
+    assert sure == {0: True, 1: False, 2: False, 3: False, 4: True}
+    # without the unrivalled pairs only LA 2's Cai is found, as before
+    assert dict(zip(found.query.tolist(), found.confirmed(DEFAULT_THRESHOLD).tolist(), strict=True)) == {
+        0: False, 1: False, 2: False, 3: False, 4: True}
 
 
 def test_household_labels_hide_the_address_and_change_with_every_check() -> None:

@@ -37,6 +37,7 @@ from cme_pipeline.linkage import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
+    DEFAULT_UNIQUE_THRESHOLD,
     ClkConfig,
     encode,
     household_labels,
@@ -93,6 +94,7 @@ def check_round(
     threshold: float = DEFAULT_THRESHOLD, config: ClkConfig | None = None, round_id: str | None = None,
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD,
     household_threshold: float | None = DEFAULT_HOUSEHOLD_THRESHOLD,
+    unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD,
 ) -> list[CrossLaResult]:
     """Look for each LA's unmatched children on the other LAs' registers; remove those found.
 
@@ -110,6 +112,9 @@ def check_round(
         household_threshold: from here a child also counts as found when another child of its
             address is found with it at one address of the other LA's register
             (``linkage.households``: a family that moved); None: no household evidence.
+        unique_threshold: from here a child also counts as found when its best pair has no rival
+            (``linkage.unique``: neither the child nor that register record agrees nearly as well
+            with anyone else); None: no such evidence.
         round_id: the check's id (default: a fresh one); names its secret and ledger run id.
     """
     today = today or dt.date.today()
@@ -141,14 +146,17 @@ def check_round(
         destroy_round_secret(home.keys, round_id)  # no encoding can be made or compared again
     households = household_threshold is not None
     found = run_linkage_unit(np.concatenate(q_parts), np.concatenate(q_party),
-                             np.concatenate(t_parts), np.concatenate(t_party), min(possible_threshold, threshold),
+                             np.concatenate(t_parts), np.concatenate(t_party),
+                             min(possible_threshold, threshold, threshold if unique_threshold is None else unique_threshold),
                              np.concatenate(q_group) if households else None,
                              np.concatenate(t_group) if households else None,
-                             household_threshold if household_threshold is not None else threshold,
+                             # pairs from here are also the rivals of linkage.unique
+                             household_threshold if household_threshold is not None else DEFAULT_HOUSEHOLD_THRESHOLD,
                              np.concatenate(q_tags), np.concatenate(q_day))
     del q_parts, t_parts, q_tags
     hits = {q: (parties[p], sure) for q, p, sure
-            in zip(found.query.tolist(), found.party.tolist(), found.confirmed(threshold).tolist(), strict=True)}
+            in zip(found.query.tolist(), found.party.tolist(), found.confirmed(threshold, unique_threshold).tolist(),
+                               strict=True)}
     moves = {} if found.moved is None or found.moved_party is None else {
         q: parties[p] for q, p in zip(found.moved.tolist(), found.moved_party.tolist(), strict=True)}
     results, offset = [], 0

@@ -10,10 +10,11 @@ from cme_pipeline.linkage.unit import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
+    DEFAULT_UNIQUE_THRESHOLD,
     Found,
     link_encodings,
     run_linkage_unit,
 )
 
-__all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD", "ClkConfig", "Found", "encode",
+__all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_UNIQUE_THRESHOLD", "ClkConfig", "Found", "encode",
            "household_labels", "link_encodings", "run_linkage_unit"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from cme_pipeline.linkage.households import NO_HOUSEHOLD, households_found
 from cme_pipeline.linkage.moves import moved_to
+from cme_pipeline.linkage.unique import unrivalled
 
 # Calibrated on simulated truth (benchmarks/cross_la.py, benchmarks/README.md): a namesake born the
 # same day with another postcode, on no register, scored up to 0.835-0.843 under most secrets and
@@ -35,6 +36,13 @@ DEFAULT_POSSIBLE_THRESHOLD = 0.76
 # no register was confirmed by a household from 0.55 up; 0.60 keeps a margin, and a family's
 # pairs with a typo or a missing middle name still count.
 DEFAULT_HOUSEHOLD_THRESHOLD = 0.60
+# A child whose best pair has no rival (linkage.unique) counts as found from here. Calibrated on the
+# held-out seed 20261001 (benchmarks/cross_la.py --calibrate-unique): the best unrivalled pair of a
+# child on no register scored 0.825, 0.823 and 0.843 under three secrets (namesakes born the same
+# day whose register record has no child on any list); 0.86 keeps the margin the 0.88 above keeps.
+DEFAULT_UNIQUE_THRESHOLD = 0.86
+# How far above every other pair of its query and of its register record an unrivalled pair must be.
+UNIQUE_MARGIN = 0.05
 TABLES = 48
 SAMPLE = 22
 
@@ -50,11 +58,17 @@ class Found:
     household: np.ndarray | None = None
     moved: np.ndarray | None = None  # queries now on another LA's later extract (linkage.moves)
     moved_party: np.ndarray | None = None  # and that LA's index
+    unique: np.ndarray | None = None  # whose best pair has no rival (linkage.unique)
 
-    def confirmed(self, threshold: float) -> np.ndarray:
-        """Which of the found queries count as found for sure: Dice at the threshold, or a household."""
+    def confirmed(self, threshold: float, unique_threshold: float | None = None) -> np.ndarray:
+        """Which of the found queries count as found for sure: Dice at the threshold, a household,
+        or (given ``unique_threshold``) an unrivalled best pair at that Dice or more."""
         sure = self.dice >= threshold
-        return sure if self.household is None else sure | self.household
+        if self.household is not None:
+            sure = sure | self.household
+        if unique_threshold is not None and self.unique is not None:
+            sure = sure | (self.unique & (self.dice >= unique_threshold))
+        return sure
 
 
 def _popcount_rows(a: np.ndarray) -> np.ndarray:
@@ -73,9 +87,11 @@ def link_encodings(
     threshold: float = DEFAULT_THRESHOLD, tables: int = TABLES, sample: int = SAMPLE, seed: int | None = None,
     query_group: np.ndarray | None = None, target_group: np.ndarray | None = None,
     household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD, household_strong: float = DEFAULT_POSSIBLE_THRESHOLD,
+    unique_margin: float = UNIQUE_MARGIN,
 ) -> Found:
-    """For each query, the best target of another party at Dice >= ``threshold``, and the queries two
-    households confirm (``linkage.households``) from ``household_threshold``.
+    """For each query, the best target of another party at Dice >= ``threshold``, the queries two
+    households confirm (``linkage.households``) from ``household_threshold``, and whether each
+    found query's best pair is unrivalled (``linkage.unique``, ``Found.unique``).
 
     Args:
         queries: uint8 encodings (rows) of the children to look for.
@@ -92,6 +108,8 @@ def link_encodings(
         household_threshold: the lowest Dice of a pair that a household can confirm.
         household_strong: the Dice one pair of the two households must reach (name and date of
             birth agree).
+        unique_margin: how far above its rivals an unrivalled pair must be (rivals are the pairs
+            from ``household_threshold``).
     """
     if queries.shape[1] != targets.shape[1] or queries.shape[1] % 8:
         raise ValueError("queries and targets must be encodings of one width (a multiple of 64 bits)")
@@ -100,7 +118,7 @@ def link_encodings(
     q_pop, t_pop = _popcount_rows(queries), _popcount_rows(targets)
     best = np.zeros(len(queries), dtype=np.float64)
     best_party = np.full(len(queries), -1, dtype=np.int64)
-    households = query_group is not None and target_group is not None
+    best_target = np.full(len(queries), -1, dtype=np.int64)
     near_q: list[np.ndarray] = []
     near_t: list[np.ndarray] = []
     near_d: list[np.ndarray] = []
@@ -121,23 +139,24 @@ def link_encodings(
             a, b = qi[start : start + 200_000], ti[start : start + 200_000]
             common = _popcount_rows(queries[a] & targets[b])
             dice = 2.0 * common / np.maximum(q_pop[a] + t_pop[b], 1)
-            if households:
-                near = dice >= household_threshold
-                near_q.append(a[near])
-                near_t.append(b[near])
-                near_d.append(dice[near])
+            near = dice >= household_threshold  # for households and for rivals (linkage.unique)
+            near_q.append(a[near])
+            near_t.append(b[near])
+            near_d.append(dice[near])
             better = dice > best[a]
             # several pairs of one query in a chunk: the order of assignment keeps the last, so
             # sort by Dice so the best is written last
             idx = np.argsort(dice[better], kind="stable")
             best[a[better][idx]] = dice[better][idx]
             best_party[a[better][idx]] = target_party[b[better][idx]]
-    if query_group is None or target_group is None:
-        hit = np.flatnonzero(best >= threshold)
-        return Found(hit, best_party[hit], best[hit])
+            best_target[a[better][idx]] = b[better][idx]
     pq = np.concatenate(near_q) if near_q else np.zeros(0, dtype=np.int64)
     pt = np.concatenate(near_t) if near_t else np.zeros(0, dtype=np.int64)
     pd_ = np.concatenate(near_d) if near_d else np.zeros(0)
+    alone = unrivalled(pq, pt, pd_, best, best_target, unique_margin, floor=threshold)  # only hits are answered
+    if query_group is None or target_group is None:
+        hit = np.flatnonzero(best >= threshold)
+        return Found(hit, best_party[hit], best[hit], unique=alone[hit])
     confirmed = households_found(pq, pt, pd_, _unique_groups(query_party, query_group),
                                  _unique_groups(target_party, target_group), household_strong)
     by_household = np.zeros(len(queries), dtype=bool)
@@ -146,7 +165,7 @@ def link_encodings(
     party = best_party.copy()
     party[pq[confirmed]] = target_party[pt[confirmed]]
     hit = np.flatnonzero((best >= threshold) | by_household)
-    return Found(hit, party[hit], best[hit], by_household[hit])
+    return Found(hit, party[hit], best[hit], by_household[hit], unique=alone[hit])
 
 
 def _unique_groups(party: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -194,7 +213,8 @@ def run_linkage_unit(
     return Found(answer["query"], answer["party"], answer["dice"],
                  answer["household"] if "household" in answer else None,
                  answer["moved"] if "moved" in answer else None,
-                 answer["moved_party"] if "moved_party" in answer else None)
+                 answer["moved_party"] if "moved_party" in answer else None,
+                 answer["unique"] if "unique" in answer else None)
 
 
 def main() -> int:
@@ -210,6 +230,8 @@ def main() -> int:
     arrays: dict[str, Any] = {"query": found.query, "party": found.party, "dice": found.dice}
     if found.household is not None:
         arrays["household"] = found.household
+    if found.unique is not None:
+        arrays["unique"] = found.unique
     if "query_tags" in data and "query_day" in data:
         arrays["moved"], arrays["moved_party"] = moved_to(data["query_tags"], data["query_party"], data["query_day"])
     np.savez(out, **arrays)
