@@ -67,6 +67,7 @@ def prepare(children: int | None, seed: int = DEFAULT_SEED) -> tuple[pd.DataFram
         queries.append(q)
         matched = outcomes[outcomes["outcome"] == "matched"]
         claimed = set(zip(matched["register"], matched["register_record_id"], strict=True))
+        claimed |= set(outcomes.attrs["matched_records"])  # a matched child's records on its other registers
         noise = sim.register_truth.set_index(["register", "record_id"])
         for source, frame in sim.registers.items():  # as la/cross_la.py: records the LA's run did not match
             free = [(source, r) not in claimed for r in frame["record_id"]]

@@ -48,6 +48,11 @@ class RunPaths:
         return self.directory / "outcomes.sealed"
 
     @property
+    def claims_file(self) -> Path:
+        """Every register record a matched child matched (ids only), sealed like the outcomes."""
+        return self.directory / "claims.sealed"
+
+    @property
     def scratch_key(self) -> str:
         """Key-store name of the run's scratch key."""
         return f"la/{self.la_code}/runs/{run_key(self.run_id)}"

@@ -43,8 +43,11 @@ from cme_pipeline.linkage.households import NO_HOUSEHOLD
 from cme_pipeline.linkage.unique import unrivalled
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate.cross_la import NEIGHBOURS, la_rate, plan
+from cme_pipeline.simulate.la import simulate_la
+from cme_pipeline.simulate.noise import CoverageConfig
 from cme_pipeline.simulate.wales import simulate_las
 from cme_pipeline.store import replace_register
+from cme_pipeline.store.register_claims import claimed
 
 VALE, CARDIFF, NEWPORT = "W06000014", "W06000015", "W06000022"
 LAS = [VALE, CARDIFF, NEWPORT]
@@ -334,6 +337,37 @@ def test_a_child_who_moved_alone_is_found_when_no_one_else_agrees_with_its_recor
     # without the unrivalled pairs only LA 2's Cai is found, as before
     assert dict(zip(found.query.tolist(), found.confirmed(DEFAULT_THRESHOLD).tolist(), strict=True)) == {
         0: False, 1: False, 2: False, 3: False, 4: True}
+
+
+def test_a_matched_child_on_two_registers_has_both_records_left_out_of_the_check(tmp_path: Path) -> None:
+    # A pupil on the school census and on EOTAS who lives here matches a record on each. Only the
+    # best of the two was claimed: the other was encoded and sent to the linkage unit, where a
+    # namesake on another LA's list could be "found" on it (seen on the held-out seed).
+    settings = load_settings(tmp_path / "home", environ={})
+    home = open_home(settings)
+    sim = simulate_la(CARDIFF, children=1500, seed=5, year_start=2026, coverage=CoverageConfig(dual_eotas=0.2))
+    engine = home.store(CARDIFF)
+    for source, frame in sim.registers.items():
+        replace_register(engine, CARDIFF, source, frame, as_of=TODAY)
+    extract = sim.extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
+    m.stage_delivery(home, CARDIFF, "D20261001-claims", extract)
+    outcomes = matching.match_registers(
+        matching.health_to_canonical(extract), {s: matching.register_to_canonical(f) for s, f in sim.registers.items()})
+    m.minimise(home, CARDIFF, "D20261001-claims", "manual__claims", outcomes, today=TODAY,
+               also_claimed=outcomes.attrs["matched_records"])
+    with engine.connect() as conn:
+        taken = claimed(conn, CARDIFF)
+    rt = sim.register_truth
+    numbers = set(sim.extract.loc[(outcomes["outcome"] == "matched").to_numpy(), "nhs_number"])
+    both = rt[rt["nhs_number"].isin(numbers)].groupby("nhs_number").filter(
+        lambda g: {"school_census", "eotas"} <= set(g["register"]))
+    assert both["nhs_number"].nunique() > 20
+    best_only = set(zip(outcomes["register"], outcomes["register_record_id"], strict=True))
+    records = set(zip(both["register"], both["record_id"], strict=True))
+    assert not records <= best_only  # the best match alone leaves a record of each such child out
+    found = records & taken
+    assert len(found) >= 0.95 * len(records)  # both records of (almost) every such child are claimed
+    assert taken <= set(zip(rt["register"], rt["record_id"], strict=True))  # ids of this LA's own records only
 
 
 def test_household_labels_hide_the_address_and_change_with_every_check() -> None:

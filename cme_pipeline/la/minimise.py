@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,7 +233,8 @@ def _retained_frame(
 
 
 def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: str,
-          outcomes: pd.DataFrame, counts: dict[str, int], verify: VerifyRetained | None, today: dt.date) -> None:
+          outcomes: pd.DataFrame, counts: dict[str, int], verify: VerifyRetained | None, today: dt.date,
+          also_claimed: Iterable[tuple[str, str]] = ()) -> None:
     keys = home.keys
     version = rstore.current_version(engine, keys, la_code)
     cipher = rstore.CipherCache(keys, la_code).get(version, delivery_id)
@@ -263,8 +264,8 @@ def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: st
         rstore.insert_retained(conn, la_code, rows)
         sstore.delete_staged(conn, la_code, delivery_id, set(matched_ids))
         matched = outcomes[outcomes["outcome"] == "matched"]
-        replace_claims(conn, la_code, zip(matched["register"].astype(str), matched["register_record_id"].astype(str),
-                                          strict=True))  # for the cross-LA check (la/cross_la.py)
+        replace_claims(conn, la_code, [*zip(matched["register"].astype(str), matched["register_record_id"].astype(str),
+                                            strict=True), *also_claimed])  # for the cross-LA check (la/cross_la.py)
         sstore.set_delivery(
             conn, la_code, delivery_id, phase=sstore.SEALED, run_id=run_id, matched=counts["matched"],
             possible=counts["possible"], unmatched=counts["unmatched"], retained=len(rows),
@@ -289,6 +290,7 @@ def _hook(point: str) -> None:
 def minimise(
     home: Home, la_code: str, delivery_id: str, run_id: str, outcomes: pd.DataFrame,
     verify_retained: VerifyRetained | None = None, today: dt.date | None = None,
+    also_claimed: Iterable[tuple[str, str]] = (),
 ) -> MinimiseResult:
     """Delete matched children's health data, retain the rest re-encrypted, destroy the data key.
 
@@ -301,6 +303,8 @@ def minimise(
         verify_retained: called with the plaintext retained frame (``RETAINED`` columns) and the
             matched children's NHS numbers before anything is committed; raising aborts.
         today: the run's date (default: today).
+        also_claimed: ``(register, record id)`` of the other register records the matched
+            children matched (on a second register); claimed with the outcomes' own.
 
     Returns:
         Counts, the destroyed data key's id and time, and the unmatched retention expiry.
@@ -317,7 +321,7 @@ def minimise(
         raise CmeError(f"LA {la_code}: delivery {delivery_id} is not staged")
     if row["phase"] == sstore.STAGED:
         counts = _counts(outcomes, int(row["received"]), staged_ids)
-        _seal(home, engine, la_code, delivery_id, run_id, outcomes, counts, verify_retained, today)
+        _seal(home, engine, la_code, delivery_id, run_id, outcomes, counts, verify_retained, today, also_claimed)
     else:
         counts = _counts(outcomes, int(row["received"]), None)
         if any(counts[o] != row[o] for o in OUTCOMES):

@@ -171,7 +171,9 @@ def match_registers(
         ``MATCH_OUTCOME`` columns, one row per health record in input order; ``register`` and
         ``register_record_id`` of the best candidate ("" when there is none), ``probability``
         its probability (0.0 when none). ``attrs["cleared_by_decisions"]``: how many children
-        are ``unmatched`` rather than ``possible`` because of the decisions (a count).
+        are ``unmatched`` rather than ``possible`` because of the decisions (a count);
+        ``attrs["matched_records"]``: ``(register, record id)`` of every register record a matched
+        child matched, on each register it is on (ids only).
     """
     config = config or LinkConfig()
     frames = []
@@ -209,6 +211,18 @@ def match_registers(
         }
     )[list(MATCH_OUTCOME)]
     out.attrs["cleared_by_decisions"] = int((out["health_record_id"].isin(cleared_ids) & (outcome == "unmatched")).sum())
+    # A matched child on two registers (school census and EOTAS, say) matched a record on each:
+    # every one of them is a pupil who lives here (la/cross_la.py leaves them out of the check).
+    out.attrs["matched_records"] = _matched_records(frames, set(out.loc[out["outcome"] == "matched", "health_record_id"]))
+    return out
+
+
+def _matched_records(frames: list[pd.DataFrame], matched: set[str]) -> list[tuple[str, str]]:
+    """``(register, record id)`` of every match-band pair of a matched child, on any register."""
+    out: list[tuple[str, str]] = []
+    for pairs in frames:
+        hit = pairs[(pairs["band"] == "match") & pairs["left_id"].isin(matched)]
+        out.extend(zip(hit["register"].astype(str), hit["right_id"].astype(str), strict=True))
     return out
 
 

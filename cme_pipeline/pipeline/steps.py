@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -266,6 +267,8 @@ def match(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
     buffer = io.StringIO()
     outcomes.to_csv(buffer, index=False)
     write_sealed(ctx.home.keys, ctx.paths.scratch_key, ctx.paths.outcomes_file, buffer.getvalue().encode())
+    claims = json.dumps(outcomes.attrs.get("matched_records", [])).encode()
+    write_sealed(ctx.home.keys, ctx.paths.scratch_key, ctx.paths.claims_file, claims)
     counts = outcomes["outcome"].value_counts().to_dict()
     matched = outcomes[outcomes["outcome"] == "matched"]
     histogram, _ = np.histogram(outcomes["probability"].fillna(0.0), bins=PROBABILITY_BINS)
@@ -296,11 +299,22 @@ def _outcomes(ctx: RunContext) -> Any:
                        keep_default_na=False, na_values={"probability": [""]})
 
 
+def _claims(ctx: RunContext) -> list[tuple[str, str]]:
+    """Every register record the run's matched children matched (written by the match step)."""
+    from cme_pipeline.crypto.scratch import read_sealed
+
+    if not ctx.paths.claims_file.exists():  # a run matched before the file existed
+        return []
+    raw = read_sealed(ctx.home.keys, ctx.paths.scratch_key, ctx.paths.claims_file)
+    return [(str(r), str(i)) for r, i in json.loads(raw)]
+
+
 def _shred_scratch(ctx: RunContext) -> None:
     from cme_pipeline.durable import shred_file
 
     ctx.home.keys.destroy(ctx.paths.scratch_key)
     shred_file(ctx.paths.outcomes_file)
+    shred_file(ctx.paths.claims_file)
 
 
 def minimise(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]:
@@ -319,7 +333,7 @@ def minimise(la_code: str, run_id: str | None, params: Params) -> dict[str, Any]
 
     result = minimisation.minimise(
         ctx.home, la_code, state["delivery_id"], ctx.run_id, _outcomes(ctx),
-        verify_retained=check_before_sealing, today=today,
+        verify_retained=check_before_sealing, today=today, also_claimed=_claims(ctx),
     )
     if checked:
         _suites(ctx, "retained_before_sealing", checked)
