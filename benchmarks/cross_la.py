@@ -142,10 +142,11 @@ def calibration(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
               f"{int(np.sum(best[none] >= th))} of {int(none.sum())} on no register would be removed")
 
 
-def calibrate_unique(queries: pd.DataFrame, targets: pd.DataFrame, secrets: int = 3) -> None:
+def calibrate_unique(queries: pd.DataFrame, targets: pd.DataFrame, secrets: int = 3,
+                     margins: tuple[float, ...] = (0.05, 0.08, 0.12)) -> None:
     """The unrivalled-pair threshold (linkage.unique): under each of ``secrets`` fresh secrets, the
     best Dice of an unrivalled pair of a child on no register, and the share of the lists truly on
-    no register and the children on no register removed at several thresholds (households on)."""
+    no register and the children on no register removed at several thresholds and margins (households on)."""
     none = ((queries["other_la"] == "") & ~queries["own_register"]).to_numpy()
     cross = (queries["other_la"] != "").to_numpy()
     for k in range(secrets):
@@ -158,20 +159,26 @@ def calibrate_unique(queries: pd.DataFrame, targets: pd.DataFrame, secrets: int 
         destroy_round_secret(keys, f"unique{k}")
         groups = [np.concatenate([household_labels(g["address"], g["postcode"]) for _, g in f.groupby("party", sort=False)])
                   for f in (queries, targets)]
-        found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold=0.5,
-                               query_group=groups[0], target_group=groups[1])
-        sure = np.zeros(len(queries), dtype=bool)
-        sure[found.query[found.confirmed(DEFAULT_THRESHOLD)]] = True
-        alone = np.zeros(len(queries))
-        pick = found.unique & ~found.confirmed(DEFAULT_THRESHOLD)
-        alone[found.query[pick]] = found.dice[pick]
-        top = np.sort(alone[none])[-5:]
-        print(f"secret {k}: unrivalled pairs of children on no register, best Dice: {np.round(top, 3).tolist()}")
-        for th in (0.78, 0.80, 0.82, 0.84, 0.86):
-            hit = sure | (alone >= th)
-            print(f"  unique from {th:.2f}: share truly on no register after {none[~hit].mean():.4f}; found "
-                  f"{hit[cross].mean():.4f} of those on another LA's register; {int((hit & none).sum())} on no "
-                  f"register removed", flush=True)
+        for margin in margins:
+            found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(),
+                                   threshold=0.5, query_group=groups[0], target_group=groups[1],
+                                   unique_margin=margin)
+            sure = np.zeros(len(queries), dtype=bool)
+            sure[found.query[found.confirmed(DEFAULT_THRESHOLD)]] = True
+            alone = np.zeros(len(queries))
+            pick = found.unique & ~found.confirmed(DEFAULT_THRESHOLD)
+            alone[found.query[pick]] = found.dice[pick]
+            top = np.sort(alone[none])[-5:]
+            by_dice = np.zeros(len(queries), dtype=bool)
+            by_dice[found.query[found.dice >= DEFAULT_THRESHOLD]] = True
+            print(f"secret {k}, margin {margin:.2f}: unrivalled pairs of children on no register, best Dice: "
+                  f"{np.round(top, 3).tolist()}; children on no register removed by Dice >= {DEFAULT_THRESHOLD}: "
+                  f"{int((by_dice & none).sum())}, by households: {int((sure & ~by_dice & none).sum())}")
+            for th in (0.80, 0.82, 0.84, 0.86, 0.87, 0.88):
+                hit = sure | (alone >= th)
+                print(f"  unique from {th:.2f}: share truly on no register after {none[~hit].mean():.4f}; found "
+                      f"{hit[cross].mean():.4f} of those on another LA's register; {int((hit & none).sum())} on no "
+                      f"register removed", flush=True)
 
 
 def main() -> None:
@@ -184,10 +191,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the simulation's seed")
     parser.add_argument("--cache", type=Path, help="keep the prepared (synthetic) frames here and reuse them")
     parser.add_argument("--unique-threshold", type=float, default=DEFAULT_UNIQUE_THRESHOLD,
-                        help="an unrivalled pair counts as found from here (linkage.unique)")
-    parser.add_argument("--no-unique", action="store_true", help="the check before unrivalled pairs")
+                        help="an unrivalled pair counts as found from here (linkage.unique; default: never)")
     parser.add_argument("--calibrate-unique", action="store_true",
-                        help="only the unrivalled-pair calibration, under three secrets")
+                        help="only the unrivalled-pair calibration, under --repeats secrets")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load {os.getloadavg()[0]:.1f}")
@@ -201,13 +207,13 @@ def main() -> None:
     print(f"prepared in {time.perf_counter() - start:.0f}s: {len(queries)} unmatched children, "
           f"{len(targets)} register records")
     if args.calibrate_unique:
-        calibrate_unique(queries, targets)
+        calibrate_unique(queries, targets, args.repeats)
         return
     walls, cpus, hit = [], [], np.zeros(len(queries), dtype=bool)
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as keys_dir:
             wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir), not args.no_households,
-                                        None if args.no_unique else args.unique_threshold)
+                                        args.unique_threshold)
         walls.append(wall)
         cpus.append(cpu)
         on_none = hit & (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()

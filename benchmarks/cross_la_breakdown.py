@@ -35,6 +35,7 @@ from cme_pipeline.home import open_keystore
 from cme_pipeline.linkage import (
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
+    DEFAULT_UNIQUE_THRESHOLD,
     encode,
     household_labels,
     link_encodings,
@@ -86,7 +87,7 @@ def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
     best = np.zeros(len(queries))
     best[found.query] = found.dice
     removed = np.zeros(len(queries), dtype=bool)
-    removed[found.query[found.confirmed(DEFAULT_THRESHOLD)]] = True
+    removed[found.query[found.confirmed(DEFAULT_THRESHOLD, DEFAULT_UNIQUE_THRESHOLD)]] = True
     where = pd.Series(np.arange(len(targets)), index=targets["nhs_number"].to_numpy())
     where = where[where.index != ""]
     where = where[~where.index.duplicated()]

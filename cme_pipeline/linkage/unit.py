@@ -36,11 +36,15 @@ DEFAULT_POSSIBLE_THRESHOLD = 0.76
 # no register was confirmed by a household from 0.55 up; 0.60 keeps a margin, and a family's
 # pairs with a typo or a missing middle name still count.
 DEFAULT_HOUSEHOLD_THRESHOLD = 0.60
-# A child whose best pair has no rival (linkage.unique) counts as found from here. Calibrated on the
-# held-out seed 20261001 (benchmarks/cross_la.py --calibrate-unique): the best unrivalled pair of a
-# child on no register scored 0.825, 0.823 and 0.843 under three secrets (namesakes born the same
-# day whose register record has no child on any list); 0.86 keeps the margin the 0.88 above keeps.
-DEFAULT_UNIQUE_THRESHOLD = 0.86
+# A child whose best pair has no rival (linkage.unique) counts as found from here; None: never
+# (the default). Measured with benchmarks/cross_la.py --calibrate-unique, five secrets per seed: the
+# best unrivalled pair of a child on no register scored 0.826-0.838 on the held-out seed 20261001
+# but 0.847-0.869 on seed 20261101 (one namesake born the same day whose register record has no
+# child on any list), whatever the margin (0.05, 0.08, 0.12). A threshold with the margin 0.88 keeps
+# above such namesakes would be 0.88 itself, where the rule adds nothing; at 0.87 it would gain half
+# a point with no margin at all. So it is an option, off until data with real name frequencies
+# (or more evidence at the unit) calibrates it.
+DEFAULT_UNIQUE_THRESHOLD: float | None = None
 # How far above every other pair of its query and of its register record an unrivalled pair must be.
 UNIQUE_MARGIN = 0.05
 TABLES = 48
