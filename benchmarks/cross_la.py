@@ -10,8 +10,11 @@
 3. Against the simulator's truth: per LA, the share of the follow-up list truly on no Welsh
    register before and after, children wrongly removed (on no register, or on their own LA's but
    missed by its matcher) per 10,000 on the lists, and a threshold sweep (calibration).
+4. ``--calibrate-unique``: only the unrivalled-pair rule's calibration (``linkage.unique``), under
+   ``--repeats`` secrets and three margins.
 
-    .venv/bin/python benchmarks/cross_la.py [--repeats 3] [--children N] [--threshold T]
+    .venv/bin/python benchmarks/cross_la.py [--repeats 3] [--children N] [--threshold T] [--seed S]
+        [--cache FILE] [--unique-threshold T | --calibrate-unique]
 """
 
 from __future__ import annotations
