@@ -47,7 +47,9 @@ def _tree(pid: int, *sleeps: str) -> list[psutil.Process]:
     while True:
         found = _alive(psutil.Process(pid).children(recursive=True))
         try:
-            running = {p.cmdline()[-1] for p in found if p.name() == "sleep"}
+            # A process between fork and exec, or exiting, has an empty command line: not yet (or
+            # no longer) the sleep we wait for.
+            running = {line[-1] for p in found if p.name() == "sleep" and (line := p.cmdline())}
         except psutil.Error:  # one ended while we looked
             continue
         if running >= set(sleeps):
