@@ -5,7 +5,8 @@
    each LA's `unmatched` children are its follow-up list before the check.
 2. Times the check's work (``--repeats`` times, a fresh shared secret in a real ``file:`` key
    store each time): every LA's unmatched children and every register record of every LA encoded
-   (``linkage.encode``), then compared at the linkage unit in its own process
+   (``linkage.encode``), and those with a middle name a second time (``linkage.middle``; not with
+   ``--no-middle``), then compared at the linkage unit in its own process
    (``linkage.run_linkage_unit``). Peak memory is the largest RSS of this process and of the unit.
 3. Against the simulator's truth: per LA, the share of the follow-up list truly on no Welsh
    register before and after, children wrongly removed (on no register, or on their own LA's but
@@ -14,7 +15,7 @@
    ``--repeats`` secrets and three margins.
 
     .venv/bin/python benchmarks/cross_la.py [--repeats 3] [--children N] [--threshold T] [--seed S]
-        [--cache FILE] [--unique-threshold T | --calibrate-unique]
+        [--cache FILE] [--unique-threshold T | --calibrate-unique] [--no-middle]
 """
 
 from __future__ import annotations
@@ -33,13 +34,23 @@ import pandas as pd
 
 from cme_pipeline import matching
 from cme_pipeline.areas import LA_CODES
-from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
+from cme_pipeline.crypto.clk import (
+    TokenHasher,
+    create_round_secret,
+    destroy_round_secret,
+    token_hasher,
+)
 from cme_pipeline.home import open_keystore
 from cme_pipeline.linkage import (
+    DEFAULT_MIDDLE_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     DEFAULT_UNIQUE_THRESHOLD,
+    MIDDLE_ENCODING,
+    ClkConfig,
+    MiddleEncodings,
     encode,
+    encode_middle,
     household_labels,
     link_encodings,
     run_linkage_unit,
@@ -83,6 +94,27 @@ def prepare(children: int | None, seed: int = DEFAULT_SEED) -> tuple[pd.DataFram
     return pd.concat(queries, ignore_index=True), pd.concat(targets, ignore_index=True)
 
 
+def by_party(frame: pd.DataFrame, hasher: TokenHasher, config: ClkConfig | None = None) -> np.ndarray:
+    """Each LA encodes its own records (as the check does), in the frame's order of parties."""
+    return np.concatenate([encode(g[PERSON], hasher, config) for _, g in frame.groupby("party", sort=False)])
+
+
+def middle_by_party(queries: pd.DataFrame, targets: pd.DataFrame, hasher: TokenHasher) -> MiddleEncodings:
+    """The second encodings (``linkage.middle``) each LA makes, as ``la/cross_la.py`` sends them."""
+    rows, q_parts, t_parts, t_party = [], [], [], []
+    for frame, out in ((queries, q_parts), (targets, t_parts)):
+        offset = 0
+        for party, g in frame.groupby("party", sort=False):
+            r, e = encode_middle(g[PERSON], hasher)
+            out.append(e)
+            if frame is queries:
+                rows.append(r + offset)
+            else:
+                t_party.append(np.full(len(r), party, dtype=np.int64))
+            offset += len(g)
+    return MiddleEncodings(np.concatenate(rows), np.concatenate(q_parts), np.concatenate(t_parts), np.concatenate(t_party))
+
+
 def _cpu() -> float:
     """CPU seconds of this process and its finished children (the linkage unit)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -91,14 +123,16 @@ def _cpu() -> float:
 
 def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
                keys_dir: Path, households: bool = True,
-               unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD) -> tuple[float, float, np.ndarray]:
+               unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD,
+               middle_threshold: float | None = DEFAULT_MIDDLE_THRESHOLD) -> tuple[float, float, np.ndarray]:
     """One timed check: encode everything under a fresh secret, link at the unit; (wall s, CPU s, found)."""
     keys = open_keystore(f"file:{keys_dir}")
     start, cpu = time.perf_counter(), _cpu()
     create_round_secret(keys, "bench")
     hasher = token_hasher(keys, "bench")
-    q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
-    t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+    q_clk, t_clk = by_party(queries, hasher), by_party(targets, hasher)
+    middle = None if middle_threshold is None else middle_by_party(
+        queries, targets, token_hasher(keys, "bench", MIDDLE_ENCODING))
     moves = {} if not households or "nhs_number" not in queries else {  # one round: no moves, the cost only
         "query_tags": hasher.tags([str(v) for v in queries["nhs_number"]]),
         "query_day": np.full(len(queries), 20261001, dtype=np.int64)}
@@ -110,10 +144,12 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
                                         for _, g in targets.groupby("party", sort=False)])}
     lowest = threshold if unique_threshold is None else min(threshold, unique_threshold)
     found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), lowest,
-                             **groups, **moves)
+                             **groups, **moves, middle=middle,
+                             middle_threshold=middle_threshold or DEFAULT_MIDDLE_THRESHOLD,
+                             unique=unique_threshold is not None)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     hit = np.zeros(len(queries), dtype=bool)
-    hit[found.query[found.confirmed(threshold, unique_threshold)]] = True
+    hit[found.query[found.confirmed(threshold, unique_threshold, middle_threshold)]] = True
     return wall, cpu, hit
 
 
@@ -123,8 +159,7 @@ def calibration(queries: pd.DataFrame, targets: pd.DataFrame) -> None:
     keys = open_keystore(f"file:{keys_dir}")
     create_round_secret(keys, "calibrate")
     hasher = token_hasher(keys, "calibrate")
-    q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
-    t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+    q_clk, t_clk = by_party(queries, hasher), by_party(targets, hasher)
     destroy_round_secret(keys, "calibrate")
     found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold=0.0)
     best = np.zeros(len(queries))
@@ -157,8 +192,7 @@ def calibrate_unique(queries: pd.DataFrame, targets: pd.DataFrame, secrets: int 
         keys = open_keystore(f"file:{keys_dir}")
         create_round_secret(keys, f"unique{k}")
         hasher = token_hasher(keys, f"unique{k}")
-        q_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in queries.groupby("party", sort=False)])
-        t_clk = np.concatenate([encode(g[PERSON], hasher) for _, g in targets.groupby("party", sort=False)])
+        q_clk, t_clk = by_party(queries, hasher), by_party(targets, hasher)
         destroy_round_secret(keys, f"unique{k}")
         groups = [np.concatenate([household_labels(g["address"], g["postcode"]) for _, g in f.groupby("party", sort=False)])
                   for f in (queries, targets)]
@@ -195,6 +229,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="keep the prepared (synthetic) frames here and reuse them")
     parser.add_argument("--unique-threshold", type=float, default=DEFAULT_UNIQUE_THRESHOLD,
                         help="an unrivalled pair counts as found from here (linkage.unique; default: never)")
+    parser.add_argument("--no-middle", action="store_true", help="the check without the second encoding (linkage.middle)")
     parser.add_argument("--calibrate-unique", action="store_true",
                         help="only the unrivalled-pair calibration, under --repeats secrets")
     args = parser.parse_args()
@@ -216,7 +251,7 @@ def main() -> None:
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as keys_dir:
             wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir), not args.no_households,
-                                        args.unique_threshold)
+                                        args.unique_threshold, None if args.no_middle else DEFAULT_MIDDLE_THRESHOLD)
         walls.append(wall)
         cpus.append(cpu)
         on_none = hit & (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()

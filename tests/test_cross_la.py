@@ -30,10 +30,13 @@ from cme_pipeline.la import cross_la, follow_up, transfers
 from cme_pipeline.la import minimise as m
 from cme_pipeline.linkage import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
+    DEFAULT_MIDDLE_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     ClkConfig,
+    MiddleEncodings,
     encode,
+    encode_middle,
     household_labels,
     link_encodings,
     run_linkage_unit,
@@ -337,6 +340,50 @@ def test_a_child_who_moved_alone_is_found_when_no_one_else_agrees_with_its_recor
     # without the unrivalled pairs only LA 2's Cai is found, as before
     assert dict(zip(found.query.tolist(), found.confirmed(DEFAULT_THRESHOLD).tolist(), strict=True)) == {
         0: False, 1: False, 2: False, 3: False, 4: True}
+
+
+def _child(forename: str, middle: str, surname: str, dob: str, sex: str, postcode: str) -> dict[str, str]:
+    return {"forename": forename, "middle_names": middle, "surname": surname, "dob": dob, "sex": sex,
+            "postcode": postcode, "address": "1 Some Street"}
+
+
+def test_a_child_who_moved_alone_with_a_middle_name_is_found_by_the_second_encoding() -> None:
+    # LA 0's list (Cardiff): Osian Rhys, who moved alone from the Vale (LA 1) since its census;
+    # Seren Haf, on no register, whose namesake born the same day on LA 1's register is Seren Mair;
+    # Cai, who moved alone too but has no middle name, so has no second encoding. LA 2's Nia Wyn
+    # moved from LA 3 (Newport, NP) to the Vale (CF): the postcode area, a token of the second
+    # encoding, no longer agrees. Postcodes differ on every pair, as after a move.
+    mine = pd.DataFrame([
+        _child("Osian", "Rhys", "Evans", "2014-01-20", "M", "CF14 2BB"),
+        _child("Seren", "Haf", "Davies", "2016-05-05", "F", "CF24 3DD"),
+        _child("Cai", "", "Jones", "2015-03-02", "M", "CF10 1AA"),
+        _child("Nia", "Wyn", "Morgan", "2013-07-14", "F", "CF62 4HH"),
+    ])
+    theirs = pd.DataFrame([
+        _child("Osian", "Rhys", "Evans", "2014-01-20", "M", "CF62 7AA"),
+        _child("Seren", "Mair", "Davies", "2016-05-05", "F", "CF63 1BB"),
+        _child("Cai", "", "Jones", "2015-03-02", "M", "CF64 2CC"),
+        _child("Nia", "Wyn", "Morgan", "2013-07-14", "F", "NP20 4AB"),
+    ])
+    first, second = _hasher(b"m"), _hasher(b"n")  # the second encoding has keys of its own
+    q_party, t_party = np.array([0, 0, 0, 2]), np.array([1, 1, 1, 3])
+    # BLIP's draws are fixed so the test is the same each run (a fresh draw moves each Dice by ~0.01)
+    q, t = encode(mine, first, rng=np.random.default_rng(1)), encode(theirs, first, rng=np.random.default_rng(2))
+    q_rows, q_mid = encode_middle(mine, second, rng=np.random.default_rng(3))
+    t_rows, t_mid = encode_middle(theirs, second, rng=np.random.default_rng(4))
+    assert q_rows.tolist() == [0, 1, 3] and t_rows.tolist() == [0, 1, 3]  # Cai has no second encoding
+    middle = MiddleEncodings(q_rows, q_mid, t_mid, t_party[t_rows])
+    found = run_linkage_unit(q, q_party, t, t_party, DEFAULT_POSSIBLE_THRESHOLD, middle=middle)
+    assert (found.dice < DEFAULT_THRESHOLD).all()  # the main encoding finds no one for sure
+    rules = (DEFAULT_THRESHOLD, None, DEFAULT_MIDDLE_THRESHOLD)
+    sure = dict(zip(found.query.tolist(), found.confirmed(*rules).tolist(), strict=True))
+    party = dict(zip(found.query.tolist(), found.found_party(*rules).tolist(), strict=True))
+    assert sure == {0: True, 2: False, 3: False}  # Osian is found; Cai and Nia are only possibly on a register
+    assert party == {0: 1, 2: 1, 3: 3}
+    assert _dice(q_mid[1], t_mid[1]) < DEFAULT_MIDDLE_THRESHOLD - 0.1  # Seren Haf is not Seren Mair
+    assert DEFAULT_MIDDLE_THRESHOLD - 0.1 < _dice(q_mid[2], t_mid[2]) < DEFAULT_MIDDLE_THRESHOLD  # Nia: near, not over
+    # without the second encodings nobody is found, as before
+    assert not run_linkage_unit(q, q_party, t, t_party, DEFAULT_POSSIBLE_THRESHOLD).confirmed(DEFAULT_THRESHOLD).any()
 
 
 def test_a_matched_child_on_two_registers_has_both_records_left_out_of_the_check(tmp_path: Path) -> None:

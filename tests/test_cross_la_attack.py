@@ -11,7 +11,7 @@ import pytest
 from bloom_attack import align_patterns, random_guess_rate, reidentify
 
 from cme_pipeline.crypto.clk import TokenHasher
-from cme_pipeline.linkage import ClkConfig, encode
+from cme_pipeline.linkage import ClkConfig, encode, encode_middle
 from cme_pipeline.linkage.encode import bigrams
 from cme_pipeline.matching.normalise import surname_key
 from cme_pipeline.simulate import simulate_la
@@ -61,6 +61,19 @@ def test_frequency_attacks_learn_no_name_from_our_encodings(population: tuple[ob
     assert _rate(guesses, truth) <= chance + 0.01  # no better than guessing from public frequencies
     unsalted = encode(victims, hasher, ClkConfig(salt_by_year=False))
     assert _rate(reidentify(unsalted, names, _plain, ClkConfig().k_surname), truth) <= chance + 0.01
+
+
+def test_the_second_encoding_learns_no_name_either(population: tuple[object, list[str], list[str], list[str]]) -> None:
+    # The records with a middle name are also sent without the postcode (linkage.middle): fewer
+    # tokens, so more of each encoding is the names'. The same two attacks on those encodings.
+    victims, truth, names, year_names = population
+    rows, ours = encode_middle(victims, TokenHasher(b"\x05" * 32, b"\x06" * 32), rng=np.random.default_rng(0))  # type: ignore[arg-type]
+    assert len(rows) > 1000
+    mine = [truth[i] for i in rows]
+    chance = random_guess_rate(mine, names)
+    assert all(g == "" for g in align_patterns(ours, names))
+    guesses = [g.partition("|")[2] for g in reidentify(ours, year_names, _salted, ClkConfig().k_surname)]
+    assert _rate(guesses, mine) <= chance + 0.01
 
 
 def test_what_else_crosses_gives_no_frequency_to_count(population: tuple[object, list[str], list[str], list[str]]) -> None:

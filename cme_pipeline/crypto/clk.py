@@ -93,12 +93,21 @@ class TokenHasher:
         return "TokenHasher()"
 
 
-def token_hasher(keys: KeyStore, round_id: str) -> TokenHasher:
+def token_hasher(keys: KeyStore, round_id: str, encoding: str = "") -> TokenHasher:
     """The hasher of one check, from its shared secret.
+
+    Args:
+        keys: the key store holding the check's secret.
+        round_id: the check's id.
+        encoding: "" for the main encoding; another name (``"middle"``) gets keys of its own, so
+            that the two encodings of one record share no bit position: were they hashed alike,
+            the bits in one and not the other would be the postcode's alone, a field-level
+            filter the record-level encoding exists to avoid.
 
     Raises:
         KeyUnavailable: the check's secret was never created or has been destroyed.
     """
     name = round_secret_name(round_id)
-    return TokenHasher(keys.derive(name, HASH_CONTEXT), keys.derive(name, PERMUTATION_CONTEXT),
-                       keys.derive(name, TAG_CONTEXT))
+    suffix = f"/{encoding}".encode() if encoding else b""
+    return TokenHasher(keys.derive(name, HASH_CONTEXT + suffix), keys.derive(name, PERMUTATION_CONTEXT + suffix),
+                       keys.derive(name, TAG_CONTEXT + suffix))

@@ -6,7 +6,8 @@ LAs' registers by privacy-preserving record linkage (docs/cross-la.md):
 1. a secret the LAs share for this check only is created in the key store;
 2. each LA encodes its unmatched children and those of its register records its own run did not
    match (a matched one is a pupil living here) as hardened Bloom filters (``linkage.encode``)
-   under that secret, and gives them to the linkage unit with its LA's index, never a record id;
+   under that secret, and those of them with a middle name a second time without the postcode
+   (``linkage.middle``), and gives them to the linkage unit with its LA's index, never a record id;
 3. the linkage unit (``linkage.unit``, a separate process holding no secret) answers, for each
    child, the LA whose register holds them, if any; nothing about which register record;
 4. the secret is destroyed (the encodings, in memory only, go with the process);
@@ -35,11 +36,15 @@ from cme_pipeline.la import transfers
 from cme_pipeline.la.minimise import read_retained
 from cme_pipeline.linkage import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
+    DEFAULT_MIDDLE_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     DEFAULT_UNIQUE_THRESHOLD,
+    MIDDLE_ENCODING,
     ClkConfig,
+    MiddleEncodings,
     encode,
+    encode_middle,
     household_labels,
     run_linkage_unit,
 )
@@ -95,6 +100,7 @@ def check_round(
     possible_threshold: float = DEFAULT_POSSIBLE_THRESHOLD,
     household_threshold: float | None = DEFAULT_HOUSEHOLD_THRESHOLD,
     unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD,
+    middle_threshold: float | None = DEFAULT_MIDDLE_THRESHOLD,
 ) -> list[CrossLaResult]:
     """Look for each LA's unmatched children on the other LAs' registers; remove those found.
 
@@ -115,6 +121,9 @@ def check_round(
         unique_threshold: from here a child also counts as found when its best pair has no rival
             (``linkage.unique``: neither the child nor that register record agrees nearly as well
             with anyone else); None: no such evidence.
+        middle_threshold: from here a child with a middle name also counts as found when its
+            second encoding (``linkage.middle``: no postcode) agrees with a register record's;
+            None: no second encodings are made.
         round_id: the check's id (default: a fresh one); names its secret and ledger run id.
     """
     today = today or dt.date.today()
@@ -125,12 +134,21 @@ def check_round(
     create_round_secret(home.keys, round_id)
     try:
         hasher = token_hasher(home.keys, round_id)
+        second = token_hasher(home.keys, round_id, MIDDLE_ENCODING) if middle_threshold is not None else None
         q_parts, q_party, t_parts, t_party, q_group, t_group, q_tags, q_day = [], [], [], [], [], [], [], []
+        m_rows, m_queries, m_targets, m_party = [], [], [], []
+        offset = 0
         for i, code in enumerate(parties):
             if code in la_codes:
                 held = read_retained(home, code, outcome="unmatched", today=today)
                 queries.append((code, list(zip(held["delivery_id"], held["health_record_id"], strict=True)), held))
-                q_parts.append(encode(held.reindex(columns=list(_PERSON)), hasher, config))
+                person = held.reindex(columns=list(_PERSON))
+                q_parts.append(encode(person, hasher, config))
+                if second is not None:
+                    rows, encodings = encode_middle(person, second)
+                    m_rows.append(rows + offset)
+                    m_queries.append(encodings)
+                offset += len(held)
                 q_party.append(np.full(len(held), i, dtype=np.int64))
                 q_group.append(household_labels(held.get("address_line1"), held.get("postcode")))
                 q_tags.append(hasher.tags([str(v) for v in held["nhs_number"]]))
@@ -138,10 +156,14 @@ def check_round(
             if code in (register_las or la_codes):
                 registers = _register_records(home, code)
                 t_parts.append(encode(registers, hasher, config))
+                if second is not None:
+                    rows, encodings = encode_middle(registers, second)
+                    m_targets.append(encodings)
+                    m_party.append(np.full(len(rows), i, dtype=np.int64))
                 t_party.append(np.full(len(registers), i, dtype=np.int64))
                 t_group.append(household_labels(registers["address"], registers["postcode"]))
                 del registers
-        del hasher
+        del hasher, second
     finally:
         destroy_round_secret(home.keys, round_id)  # no encoding can be made or compared again
     households = household_threshold is not None
@@ -152,11 +174,17 @@ def check_round(
                              np.concatenate(t_group) if households else None,
                              # pairs from here are also the rivals of linkage.unique
                              household_threshold if household_threshold is not None else DEFAULT_HOUSEHOLD_THRESHOLD,
-                             np.concatenate(q_tags), np.concatenate(q_day))
-    del q_parts, t_parts, q_tags
+                             np.concatenate(q_tags), np.concatenate(q_day),
+                             MiddleEncodings(np.concatenate(m_rows), np.concatenate(m_queries),
+                                             np.concatenate(m_targets), np.concatenate(m_party))
+                             if middle_threshold is not None else None,
+                             middle_threshold if middle_threshold is not None else DEFAULT_MIDDLE_THRESHOLD,
+                             unique=unique_threshold is not None)
+    del q_parts, t_parts, q_tags, m_queries, m_targets
+    rules = (threshold, unique_threshold, middle_threshold)
     hits = {q: (parties[p], sure) for q, p, sure
-            in zip(found.query.tolist(), found.party.tolist(), found.confirmed(threshold, unique_threshold).tolist(),
-                               strict=True)}
+            in zip(found.query.tolist(), found.found_party(*rules).tolist(), found.confirmed(*rules).tolist(),
+                   strict=True)}
     moves = {} if found.moved is None or found.moved_party is None else {
         q: parties[p] for q, p in zip(found.moved.tolist(), found.moved_party.tolist(), strict=True)}
     results, offset = [], 0

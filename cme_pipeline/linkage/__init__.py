@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from cme_pipeline.linkage.encode import ClkConfig, encode
 from cme_pipeline.linkage.households import household_labels
+from cme_pipeline.linkage.middle import (
+    DEFAULT_MIDDLE_THRESHOLD,
+    MIDDLE_ENCODING,
+    MiddleEncodings,
+    encode_middle,
+)
 from cme_pipeline.linkage.unit import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
@@ -16,5 +22,6 @@ from cme_pipeline.linkage.unit import (
     run_linkage_unit,
 )
 
-__all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD", "DEFAULT_UNIQUE_THRESHOLD", "ClkConfig", "Found", "encode",
-           "household_labels", "link_encodings", "run_linkage_unit"]
+__all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_MIDDLE_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD",
+           "DEFAULT_UNIQUE_THRESHOLD", "MIDDLE_ENCODING", "ClkConfig", "Found", "MiddleEncodings", "encode",
+           "encode_middle", "household_labels", "link_encodings", "run_linkage_unit"]

@@ -3,7 +3,9 @@
 It receives, for one check, every LA's register encodings and every LA's query encodings (its
 retained children), each with only the index of the LA it came from, and answers, for each
 query, the LA whose register holds a record at Dice similarity at or above the threshold (the
-best one if several), never which record. It is a separate process (``run_linkage_unit`` starts
+best one if several), never which record. With the second encodings of the records that have a middle name (``linkage.middle``) it links
+those too, on their own, and a child whose second encoding agrees at ``middle_threshold`` counts
+as found on that LA's register. It is a separate process (``run_linkage_unit`` starts
 ``python -m cme_pipeline.linkage.unit``, talking over a pipe: nothing is written to disk), so it
 shares no memory, key store session or database connection with the LAs.
 
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cme_pipeline.linkage.households import NO_HOUSEHOLD, households_found
+from cme_pipeline.linkage.middle import DEFAULT_MIDDLE_THRESHOLD, MiddleEncodings
 from cme_pipeline.linkage.moves import moved_to
 from cme_pipeline.linkage.unique import unrivalled
 
@@ -63,16 +66,37 @@ class Found:
     moved: np.ndarray | None = None  # queries now on another LA's later extract (linkage.moves)
     moved_party: np.ndarray | None = None  # and that LA's index
     unique: np.ndarray | None = None  # whose best pair has no rival (linkage.unique)
+    middle: np.ndarray | None = None  # Dice of the best pair of second encodings (linkage.middle); 0: none
+    middle_party: np.ndarray | None = None  # and that pair's LA index (-1: none)
 
-    def confirmed(self, threshold: float, unique_threshold: float | None = None) -> np.ndarray:
-        """Which of the found queries count as found for sure: Dice at the threshold, a household,
-        or (given ``unique_threshold``) an unrivalled best pair at that Dice or more."""
+    def _main(self, threshold: float, unique_threshold: float | None) -> np.ndarray:
         sure = self.dice >= threshold
         if self.household is not None:
             sure = sure | self.household
         if unique_threshold is not None and self.unique is not None:
             sure = sure | (self.unique & (self.dice >= unique_threshold))
         return sure
+
+    def _by_middle(self, middle_threshold: float | None) -> np.ndarray:
+        if middle_threshold is None or self.middle is None:
+            return np.zeros(len(self.query), dtype=bool)
+        return self.middle >= middle_threshold
+
+    def confirmed(self, threshold: float, unique_threshold: float | None = None,
+                  middle_threshold: float | None = None) -> np.ndarray:
+        """Which of the found queries count as found for sure: Dice at the threshold, a household,
+        (given ``unique_threshold``) an unrivalled best pair at that Dice or more, or (given
+        ``middle_threshold``) second encodings agreeing at that Dice or more."""
+        return self._main(threshold, unique_threshold) | self._by_middle(middle_threshold)
+
+    def found_party(self, threshold: float, unique_threshold: float | None = None,
+                    middle_threshold: float | None = None) -> np.ndarray:
+        """The LA index each found query is on (or possibly on): the main encoding's, unless only
+        the second encodings confirm it, on the register of their pair's LA."""
+        if self.middle_party is None:
+            return self.party
+        only_middle = ~self._main(threshold, unique_threshold) & self._by_middle(middle_threshold)
+        return np.where(only_middle, self.middle_party, self.party)
 
 
 def _popcount_rows(a: np.ndarray) -> np.ndarray:
@@ -91,7 +115,7 @@ def link_encodings(
     threshold: float = DEFAULT_THRESHOLD, tables: int = TABLES, sample: int = SAMPLE, seed: int | None = None,
     query_group: np.ndarray | None = None, target_group: np.ndarray | None = None,
     household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD, household_strong: float = DEFAULT_POSSIBLE_THRESHOLD,
-    unique_margin: float = UNIQUE_MARGIN,
+    unique_margin: float | None = UNIQUE_MARGIN,
 ) -> Found:
     """For each query, the best target of another party at Dice >= ``threshold``, the queries two
     households confirm (``linkage.households``) from ``household_threshold``, and whether each
@@ -113,7 +137,7 @@ def link_encodings(
         household_strong: the Dice one pair of the two households must reach (name and date of
             birth agree).
         unique_margin: how far above its rivals an unrivalled pair must be (rivals are the pairs
-            from ``household_threshold``).
+            from ``household_threshold``); None: not looked for (``Found.unique`` is None).
     """
     if queries.shape[1] != targets.shape[1] or queries.shape[1] % 8:
         raise ValueError("queries and targets must be encodings of one width (a multiple of 64 bits)")
@@ -157,10 +181,11 @@ def link_encodings(
     pq = np.concatenate(near_q) if near_q else np.zeros(0, dtype=np.int64)
     pt = np.concatenate(near_t) if near_t else np.zeros(0, dtype=np.int64)
     pd_ = np.concatenate(near_d) if near_d else np.zeros(0)
-    alone = unrivalled(pq, pt, pd_, best, best_target, unique_margin, floor=threshold)  # only hits are answered
+    alone = None if unique_margin is None else unrivalled(pq, pt, pd_, best, best_target, unique_margin,
+                                                          floor=threshold)  # only hits are answered
     if query_group is None or target_group is None:
         hit = np.flatnonzero(best >= threshold)
-        return Found(hit, best_party[hit], best[hit], unique=alone[hit])
+        return Found(hit, best_party[hit], best[hit], unique=None if alone is None else alone[hit])
     confirmed = households_found(pq, pt, pd_, _unique_groups(query_party, query_group),
                                  _unique_groups(target_party, target_group), household_strong)
     by_household = np.zeros(len(queries), dtype=bool)
@@ -169,8 +194,34 @@ def link_encodings(
     party = best_party.copy()
     party[pq[confirmed]] = target_party[pt[confirmed]]
     hit = np.flatnonzero((best >= threshold) | by_household)
-    return Found(hit, party[hit], best[hit], by_household[hit], unique=alone[hit])
+    return Found(hit, party[hit], best[hit], by_household[hit], unique=None if alone is None else alone[hit])
 
+
+def with_middle(found: Found, query_rows: np.ndarray, middle: Found) -> Found:
+    """``found`` with the queries the second encodings found (``middle``, whose query indices
+    count among ``query_rows``) added, and each found query's best second-encoding pair."""
+    m_query = query_rows[middle.query]
+    query = np.union1d(found.query, m_query)
+    at, m_at = np.searchsorted(query, found.query), np.searchsorted(query, m_query)
+    dice = np.zeros(len(query))
+    dice[at] = found.dice
+    party = np.full(len(query), -1, dtype=np.int64)
+    party[m_at] = middle.party
+    party[at] = found.party  # the main encoding's LA, where it found the query
+    m_dice = np.zeros(len(query))
+    m_dice[m_at] = middle.dice
+    m_party = np.full(len(query), -1, dtype=np.int64)
+    m_party[m_at] = middle.party
+
+    def spread(values: np.ndarray | None) -> np.ndarray | None:
+        if values is None:
+            return None
+        out = np.zeros(len(query), dtype=bool)
+        out[at] = values
+        return out
+
+    return Found(query, party, dice, spread(found.household), found.moved, found.moved_party,
+                 spread(found.unique), m_dice, m_party)
 
 def _unique_groups(party: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Household labels made unique across parties (each LA labels its own records)."""
@@ -182,9 +233,12 @@ def run_linkage_unit(
     threshold: float = DEFAULT_THRESHOLD, query_group: np.ndarray | None = None,
     target_group: np.ndarray | None = None, household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD,
     query_tags: np.ndarray | None = None, query_day: np.ndarray | None = None,
+    middle: MiddleEncodings | None = None, middle_threshold: float = DEFAULT_MIDDLE_THRESHOLD,
+    unique: bool = True,
 ) -> Found:
     """``link_encodings`` in a separate process (the linkage unit), over a pipe; with tags, also
-    the queries now on another LA's later extract (``linkage.moves``).
+    the queries now on another LA's later extract (``linkage.moves``); with second encodings,
+    those linked too (``with_middle``).
 
     Args:
         queries: uint8 encodings of the children to look for.
@@ -197,15 +251,23 @@ def run_linkage_unit(
         household_threshold: the lowest Dice of a pair that a household can confirm.
         query_tags: each query's keyed NHS-number tag, or None.
         query_day: the extract day of each query's delivery.
+        middle: the second encodings of the queries and register records with a middle name.
+        middle_threshold: the lowest Dice of second encodings the unit answers.
+        unique: whether to look for unrivalled pairs (``Found.unique``).
     """
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {
         "queries": queries, "query_party": query_party, "targets": targets, "target_party": target_party,
-        "threshold": np.array(threshold), "household_threshold": np.array(household_threshold)}
+        "threshold": np.array(threshold), "household_threshold": np.array(household_threshold),
+        "unique": np.array(unique)}
     if query_group is not None and target_group is not None:
         arrays |= {"query_group": query_group, "target_group": target_group}
     if query_tags is not None and query_day is not None:
         arrays |= {"query_tags": query_tags, "query_day": query_day}
+    if middle is not None:
+        arrays |= {"middle_rows": middle.query_rows, "middle_queries": middle.queries,
+                   "middle_targets": middle.targets, "middle_target_party": middle.target_party,
+                   "middle_threshold": np.array(middle_threshold)}
     np.savez(buffer, **arrays)
     done = subprocess.run([sys.executable, "-m", "cme_pipeline.linkage.unit"], input=buffer.getvalue(),
                           capture_output=True, check=False)
@@ -218,7 +280,9 @@ def run_linkage_unit(
                  answer["household"] if "household" in answer else None,
                  answer["moved"] if "moved" in answer else None,
                  answer["moved_party"] if "moved_party" in answer else None,
-                 answer["unique"] if "unique" in answer else None)
+                 answer["unique"] if "unique" in answer else None,
+                 answer["middle"] if "middle" in answer else None,
+                 answer["middle_party"] if "middle_party" in answer else None)
 
 
 def main() -> int:
@@ -229,13 +293,21 @@ def main() -> int:
                            float(data["threshold"]),
                            query_group=data["query_group"] if groups else None,
                            target_group=data["target_group"] if groups else None,
-                           household_threshold=float(data["household_threshold"]))
+                           household_threshold=float(data["household_threshold"]),
+                           unique_margin=UNIQUE_MARGIN if bool(data["unique"]) else None)
+    if "middle_rows" in data:
+        rows = data["middle_rows"]
+        found = with_middle(found, rows, link_encodings(
+            data["middle_queries"], data["query_party"][rows], data["middle_targets"], data["middle_target_party"],
+            float(data["middle_threshold"]), unique_margin=None))
     out = io.BytesIO()
     arrays: dict[str, Any] = {"query": found.query, "party": found.party, "dice": found.dice}
     if found.household is not None:
         arrays["household"] = found.household
     if found.unique is not None:
         arrays["unique"] = found.unique
+    if found.middle is not None and found.middle_party is not None:
+        arrays["middle"], arrays["middle_party"] = found.middle, found.middle_party
     if "query_tags" in data and "query_day" in data:
         arrays["moved"], arrays["moved_party"] = moved_to(data["query_tags"], data["query_party"], data["query_day"])
     np.savez(out, **arrays)
