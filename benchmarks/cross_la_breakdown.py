@@ -12,7 +12,8 @@ register by why it was not removed:
   sides) or moved since the census (another postcode), with the register record's noise (name
   changed, date of birth error, middle name missing, postcode differs) and whether the child went to
   the note band, or whether its true pair reached the threshold but locality-sensitive hashing
-  never compared it.
+  never compared it; for each, how many have a middle name (a second encoding, ``linkage.middle``)
+  and how many moved between postcode areas (whose area token then disagrees).
 
 Also counts exact namesakes (normalised forename, surname, date of birth, sex) between the
 children on no register and the other LAs' encoded register records, per 10,000.
@@ -29,17 +30,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cross_la import middle_by_party
 
 from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
 from cme_pipeline.home import open_keystore
 from cme_pipeline.linkage import (
+    DEFAULT_MIDDLE_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
     DEFAULT_THRESHOLD,
     DEFAULT_UNIQUE_THRESHOLD,
+    MIDDLE_ENCODING,
     encode,
     household_labels,
     link_encodings,
 )
+from cme_pipeline.linkage.middle import has_middle
 from cme_pipeline.matching.normalise import (
     as_text,
     given_key,
@@ -69,13 +74,14 @@ def _keys(frame: pd.DataFrame) -> pd.DataFrame:
 def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
               households: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best Dice of each query at the linkage unit, whether the check removes it (Dice or a
-    household), and the Dice of each query's true register record (exact, no LSH; NaN when that
-    record is not encoded)."""
+    household, or its second encoding), and the Dice of each query's true register record (exact, no
+    LSH; NaN when that record is not encoded)."""
     with tempfile.TemporaryDirectory() as keys_dir:
         keys = open_keystore(f"file:{keys_dir}")
         create_round_secret(keys, "breakdown")
         hasher = token_hasher(keys, "breakdown")
         q_clk, t_clk = encode(queries[PERSON], hasher), encode(targets[PERSON], hasher)
+        middle = middle_by_party(queries, targets, token_hasher(keys, "breakdown", MIDDLE_ENCODING))
         destroy_round_secret(keys, "breakdown")
     groups = {} if not households or "address" not in queries else {
         "query_group": np.concatenate([household_labels(g["address"], g["postcode"])
@@ -88,6 +94,9 @@ def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
     best[found.query] = found.dice
     removed = np.zeros(len(queries), dtype=bool)
     removed[found.query[found.confirmed(DEFAULT_THRESHOLD, DEFAULT_UNIQUE_THRESHOLD)]] = True
+    second = link_encodings(middle.queries, queries["party"].to_numpy()[middle.query_rows], middle.targets,
+                            middle.target_party, threshold=DEFAULT_MIDDLE_THRESHOLD, unique_margin=None)
+    removed[middle.query_rows[second.query]] = True
     where = pd.Series(np.arange(len(targets)), index=targets["nhs_number"].to_numpy())
     where = where[where.index != ""]
     where = where[~where.index.duplicated()]
@@ -98,6 +107,11 @@ def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
     common = np.bitwise_count(a & b).sum(axis=1)
     true[qi] = 2 * common / (np.bitwise_count(a).sum(axis=1) + np.bitwise_count(b).sum(axis=1))
     return best, removed, true
+
+
+def _area(postcodes: pd.Series) -> np.ndarray:
+    """The letters a postcode's district starts with (``CF10`` -> ``CF``)."""
+    return map_unique(as_text(postcodes, len(postcodes)), lambda v: postcode_parts(v)[2].rstrip("0123456789"))
 
 
 def breakdown(queries: pd.DataFrame, targets: pd.DataFrame, households: bool = True) -> None:
@@ -125,11 +139,16 @@ def breakdown(queries: pd.DataFrame, targets: pd.DataFrame, households: bool = T
     print(f"      true pair at or above {DEFAULT_THRESHOLD} but never compared (LSH miss): {int(lsh.sum())}")
     size = queries.groupby("household")["household"].transform("size")
     enc["alone"] = size.loc[enc.index].to_numpy() == 1
+    enc["middle"] = has_middle(enc)
+    record = targets.drop_duplicates("nhs_number").set_index("nhs_number")["postcode"]
+    enc["other_area"] = _area(enc["postcode"]) != _area(enc["nhs_number"].map(record))
     for moved, label in ((False, "schooled across the border"), (True, "moved since the census")):
         g = enc[(enc["moved"] == moved).to_numpy() & ~lsh]
         gband = (g["best"] >= DEFAULT_POSSIBLE_THRESHOLD).to_numpy()
         print(f"      {label}: {len(g)} (note band {int(gband.sum())}, below it {int((~gband).sum())}; "
-              f"the only child of its household on the list: {int(g['alone'].sum())})")
+              f"the only child of its household on the list: {int(g['alone'].sum())}, of whom with a middle "
+              f"name {int((g['alone'] & g['middle']).sum())}, and of those in another postcode area there "
+              f"{int((g['alone'] & g['middle'] & g['other_area']).sum())})")
         kinds: Counter[str] = Counter()
         for labels in g["labels"]:
             s = set(labels)
