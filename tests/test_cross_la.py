@@ -519,3 +519,44 @@ def test_a_retained_child_on_another_las_later_extract_is_transferred_there(tmp_
     assert number not in files.ledger_file(settings, CARDIFF).read_text()
     summary = follow_up.report_summary(home, CARDIFF, TODAY)
     assert summary.resolved_by_outcome.get(follow_up.LABELS[cross_la.MOVED_OUTCOME]) == 1
+
+
+def test_the_check_finds_a_child_who_moved_alone_by_the_second_encoding_and_keeps_it_without(tmp_path: Path) -> None:
+    # Cardiff retains Elin Haf, on none of its registers: she moved from the Vale since its census,
+    # which holds her at her old Vale address (CF62, the same postcode area). Names, middle name,
+    # date of birth and sex agree; the postcode does not. Without the second encoding she is only
+    # "possibly on the Vale's register" and kept; with it (the default) she is found and transferred.
+    settings = load_settings(tmp_path / "home", environ={})
+    home = open_home(settings)
+    sims = {s.la_code: s for s in simulate_las([VALE, CARDIFF], children=500, seed=12, year_start=2026, cross_la_rate=0.0)}
+    truth = sims[CARDIFF].truth
+    extract = sims[CARDIFF].extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
+    nowhere = set(truth.loc[(truth["registers"] == "") & (truth["restricted"] == "N"), "nhs_number"])
+    row = int(np.flatnonzero(extract["nhs_number"].isin(nowhere).to_numpy())[0])
+    extract.loc[row, ["forename", "middle_names", "surname", "dob", "sex"]] = ["Elin", "Haf", "Prydderch", "2014-09-03", "F"]
+    number = str(extract.loc[row, "nhs_number"])
+    census = sims[VALE].registers["school_census"]
+    old = census.iloc[[0]].assign(record_id="A0149999999", forename="Elin", middle_names="Haf", surname="Prydderch",
+                                  dob="2014-09-03", sex="F", address="7 Heol Fawr, Barry", postcode="CF62 7AB")
+    registers = {VALE: {**sims[VALE].registers, "school_census": pd.concat([census, old], ignore_index=True)},
+                 CARDIFF: sims[CARDIFF].registers}
+    for la, own_extract in ((VALE, sims[VALE].extract[list(HEALTH_EXTRACT)].reset_index(drop=True)), (CARDIFF, extract)):
+        for source, frame in registers[la].items():
+            replace_register(home.store(la), la, source, frame, as_of=TODAY)
+        delivery = f"D20261001-{la}-0000cafe"
+        m.stage_delivery(home, la, delivery, own_extract)
+        outcomes = matching.match_registers(matching.health_to_canonical(own_extract), {
+            s: matching.register_to_canonical(f) for s, f in registers[la].items()})
+        m.minimise(home, la, delivery, "manual__round", outcomes, today=TODAY)
+    assert number in set(m.read_retained(home, CARDIFF, outcome="unmatched")["nhs_number"])
+
+    without = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="plain",
+                                                            middle_threshold=None)}
+    assert without[CARDIFF].found_in == {} and without[CARDIFF].possible_in == {VALE: 1}
+    assert number in set(m.read_retained(home, CARDIFF)["nhs_number"])  # kept, with the note
+
+    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="middle")}
+    assert results[CARDIFF].found_in == {VALE: 1} and results[VALE].removed == 0
+    assert number not in set(m.read_retained(home, CARDIFF)["nhs_number"])
+    incoming = [t for t in transfers.listed(home, VALE) if t.direction == "in" and t.other_la == CARDIFF]
+    assert [transfers.open_incoming(home, VALE, t.transfer_id)["nhs_number"] for t in incoming] == [number]
