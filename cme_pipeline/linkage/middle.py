@@ -9,9 +9,10 @@ area (``CF``, ``NP``: one whole token, which a move within south-east Wales keep
 postcode bigrams and no random bits for a missing postcode. The child who moved agrees with its
 old record on all of it; a namesake born the same day rarely shares the middle name too.
 
-Measured with ``benchmarks/cross_la.py`` (benchmarks/README.md, "The second encoding"): linked
-on its own, from ``DEFAULT_MIDDLE_THRESHOLD`` no child on no register was removed under three
-secrets each on three seeds. Without the area token a namesake was removed at every threshold.
+Calibrated with ``benchmarks/cross_la_middle.py`` (benchmarks/README.md, "Experiment: a second
+encoding with the middle name" and "The second encoding, built in"): linked on its own, from
+``DEFAULT_MIDDLE_THRESHOLD`` no child on no register was removed under three secrets each on
+three seeds. Without the area token a namesake was removed at every threshold.
 The second encoding is made under keys of its own (``crypto.clk.token_hasher(..., "middle")``),
 so it shares no bit position with the main one.
 """

@@ -3,9 +3,9 @@
 It receives, for one check, every LA's register encodings and every LA's query encodings (its
 retained children), each with only the index of the LA it came from, and answers, for each
 query, the LA whose register holds a record at Dice similarity at or above the threshold (the
-best one if several), never which record. With the second encodings of the records that have a middle name (``linkage.middle``) it links
-those too, on their own, and a child whose second encoding agrees at ``middle_threshold`` counts
-as found on that LA's register. It is a separate process (``run_linkage_unit`` starts
+best one if several), never which record. Given the second encodings of the records that have
+a middle name (``linkage.middle``), it links those too, on their own, and answers each query's
+best such Dice and its LA. It is a separate process (``run_linkage_unit`` starts
 ``python -m cme_pipeline.linkage.unit``, talking over a pipe: nothing is written to disk), so it
 shares no memory, key store session or database connection with the LAs.
 
@@ -222,6 +222,7 @@ def with_middle(found: Found, query_rows: np.ndarray, middle: Found) -> Found:
 
     return Found(query, party, dice, spread(found.household), found.moved, found.moved_party,
                  spread(found.unique), m_dice, m_party)
+
 
 def _unique_groups(party: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Household labels made unique across parties (each LA labels its own records)."""
