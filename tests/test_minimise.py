@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -213,3 +214,59 @@ def test_the_same_code_on_postgresql(
     assert [v for v in range(1, 5) if envelope.retained_key_exists(keys, LA, v)] == [3]
     m.discard_delivery(open_home(settings), LA, D)
     assert m.list_retained(open_home(settings), LA).empty
+
+
+def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
+        staged_home: Settings, matched_delivery: MatchedDelivery) -> None:
+    # October's delivery retains the unmatched children. By January one of them is at school (on the
+    # census), one has left the LA (not on January's extract), and the officer has a note on a
+    # third. January's run must leave each child held once: the pupil's October record deleted as
+    # a finding, the rest replaced by January's records (the note going with them), the one who
+    # left still held from October.
+    from cme_pipeline import matching
+    from cme_pipeline.evidence import files
+    from cme_pipeline.la import follow_up
+    from cme_pipeline.store import follow_up as fstore
+    from cme_pipeline.store import replace_register
+
+    home = open_home(staged_home)
+    m.minimise(home, LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    first = m.read_retained(home, LA)
+    unmatched = first[first["outcome"] == "unmatched"]
+    pupil, noted, left = (unmatched.iloc[i] for i in range(3))
+    with home.store(LA).begin() as conn:
+        fstore.set_notes(conn, LA, [(noted["delivery_id"], noted["health_record_id"])], "under_enquiry", TODAY)
+
+    extract = matched_delivery.extract
+    child = extract[extract["nhs_number"] == pupil["nhs_number"]].iloc[0]
+    census = matched_delivery.registers["school_census"]
+    enrolled = census.iloc[[0]].assign(
+        record_id="A015JANUARY01", forename=child["forename"], middle_names=child["middle_names"],
+        surname=child["surname"], dob=child["dob"], sex=child["sex"], address=child["address_line1"],
+        postcode=child["postcode"])
+    registers = {**matched_delivery.registers, "school_census": pd.concat([census, enrolled], ignore_index=True)}
+    replace_register(home.store(LA), LA, "school_census", registers["school_census"], as_of=TODAY)
+    january = extract[extract["nhs_number"] != left["nhs_number"]][list(HEALTH_EXTRACT)].reset_index(drop=True)
+    later = "D20270115-W06000015-0000cafe"
+    m.stage_delivery(home, LA, later, january)
+    outcomes = matching.match_registers(matching.health_to_canonical(january), {
+        s: matching.register_to_canonical(f) for s, f in registers.items()})
+    m.minimise(home, LA, later, "manual__2027-01-16T09:00:00+00:00", outcomes, today=TODAY)
+
+    after = m.read_retained(home, LA)
+    assert after["nhs_number"].is_unique  # nobody held twice
+    assert pupil["nhs_number"] not in set(after["nhs_number"])
+    held_from = dict(zip(after["nhs_number"], after["delivery_id"], strict=True))
+    assert held_from[left["nhs_number"]] == D  # not on January's extract: still held from October
+    assert set(held_from) == set(first["nhs_number"]) - {pupil["nhs_number"]}
+    assert all(d == later for n, d in held_from.items() if n != left["nhs_number"])
+    new_ref = after.loc[after["nhs_number"] == noted["nhs_number"], ["delivery_id", "health_record_id"]].iloc[0]
+    with home.store(LA).connect() as conn:
+        notes = fstore.notes_of(conn, LA)
+    assert {k: v[0] for k, v in notes.items()} == {(later, new_ref["health_record_id"]): "under_enquiry"}
+    summary = follow_up.report_summary(home, LA, TODAY)
+    assert summary.resolved_by_outcome == {follow_up.LABELS[m.LATER_MATCH_OUTCOME]: 1}
+    entries = [json.loads(line) for line in files.ledger_file(staged_home, LA).read_text().splitlines()]
+    assert [e["facts"] for e in entries if e["event"] == "earlier_records"] == [
+        {"delivery_id": later, "matched_now": 1, "retained_again": len(first) - 2}]
+    assert not envelope.retained_key_exists(home.keys, LA, 1)  # the October records' key is gone

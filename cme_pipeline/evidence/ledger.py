@@ -25,7 +25,7 @@ EVENTS = frozenset({
     "matched", "minimised", "key_destroyed", "retained", "retained_validated",
     "run_completed", "run_failed", "purged", "reviewed", "receiving_key_destroyed", "quarantine_expired",
     "registers_imported", "registers_refused", "follow_up_recorded", "artefact_written", "subject_access",
-    "cross_la_check", "transfer_sent", "transfer_received", "transfer_acknowledged",
+    "cross_la_check", "transfer_sent", "transfer_received", "transfer_acknowledged", "earlier_records",
 })
 # Run ids of an analyst's action outside Airflow (applying review decisions, importing a register
 # from the command line, recording follow-up findings): the ledger's cross-check with Airflow's run history does not look for

@@ -47,10 +47,12 @@ OUTCOMES: dict[str, str] = {
     "under_enquiry": "still under enquiry",
 }
 # Findings recorded by the pipeline itself, never chosen by the officer: the cross-LA check
-# (la/cross_la.py) resolves a child it found on another LA's register.
+# (la/cross_la.py) resolves a child it found on another LA's register, and a later delivery's
+# run (la/minimise.py) one it matched to this LA's own registers.
 CHECK_OUTCOMES: dict[str, str] = {
     "other_la_register": "on another Welsh LA's register (cross-LA check)",
     "other_la_extract": "moved: on another Welsh LA's later GP extract (cross-LA check)",
+    "matched_later_extract": "on a register at this LA's later GP extract (its own run)",
 }
 LABELS: dict[str, str] = OUTCOMES | CHECK_OUTCOMES
 KEEPS = frozenset({"under_enquiry"})  # the child stays held

@@ -5,7 +5,11 @@ point and running again resumes where it stopped and converges to the same retai
 
 1. *seal* (one transaction): decrypt the staged rows in memory, check the retained frame
    (``verify_retained``), insert possible/unmatched rows re-encrypted under the retained key,
-   delete matched staged rows, record counts; phase ``sealed``.
+   delete matched staged rows, record counts; phase ``sealed``. A child held from an earlier
+   delivery who is on this one is no longer held twice (``_earlier_records``): matched now, its
+   earlier record is deleted as a follow-up finding; retained again, the new record replaces the
+   earlier one and takes over the officer's note. (The retained key is then rotated, as after
+   any deletion.)
 2. *clear*: delete the delivery's remaining staged rows, checkpoint the WAL; phase ``cleared``.
 3. *shred*: destroy the delivery's data key, record when; phase ``shredded``.
 
@@ -23,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from cme_pipeline import evidence
 from cme_pipeline.config import Settings
 from cme_pipeline.crypto.envelope import create_data_key, data_cipher, destroy_data_key, nhs_tagger
 from cme_pipeline.errors import CmeError, KeyUnavailable
@@ -37,11 +42,15 @@ from cme_pipeline.schemas import (
     RETAINED,
     RETAINED_HEALTH_FIELDS,
 )
+from cme_pipeline.store import follow_up as fstore
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
 from cme_pipeline.store.register_claims import replace_claims
 
 VerifyRetained = Callable[[pd.DataFrame, frozenset[str]], None]
+# The follow-up outcome of an earlier record whose child a later delivery matched to a register
+# (la/follow_up.py CHECK_OUTCOMES).
+LATER_MATCH_OUTCOME = "matched_later_extract"
 LISTED = (*RETAINED, "health_record_id", "delivery_id")
 
 
@@ -232,6 +241,33 @@ def _retained_frame(
     return frame
 
 
+def _earlier_records(home: Home, conn: Connection, la_code: str, delivery_id: str, staged: pd.DataFrame,
+                     outcomes: pd.DataFrame, today: dt.date) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, str]]]:
+    """The records held from earlier deliveries whose child is on this one: those matched now, and
+    those retained again (each -> the record that replaces it).
+
+    The NHS number is compared in memory only, both sides decrypted here; nothing stores it.
+    """
+    rows = [r for r in rstore.select_retained(conn, la_code, live_on=today) if r["delivery_id"] != delivery_id]
+    if not rows:
+        return [], {}
+    earlier = _open_retained(home, la_code, rows)
+    here = dict(zip(staged["nhs_number"].astype(str), staged.index.astype(str), strict=True))
+    outcome_of = dict(zip(outcomes["health_record_id"].astype(str), outcomes["outcome"].astype(str), strict=True))
+    matched: list[tuple[str, str]] = []
+    replaced: dict[tuple[str, str], tuple[str, str]] = {}
+    for number, old_delivery, old_record in zip(earlier["nhs_number"], earlier["delivery_id"],
+                                                earlier["health_record_id"], strict=True):
+        new_record = here.get(str(number)) if number else None
+        if new_record is None:
+            continue  # not on this extract: still held (moved away, or left the GP list)
+        if outcome_of[new_record] == "matched":
+            matched.append((str(old_delivery), str(old_record)))
+        else:
+            replaced[(str(old_delivery), str(old_record))] = (delivery_id, new_record)
+    return matched, replaced
+
+
 def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: str,
           outcomes: pd.DataFrame, counts: dict[str, int], verify: VerifyRetained | None, today: dt.date,
           also_claimed: Iterable[tuple[str, str]] = ()) -> None:
@@ -262,6 +298,17 @@ def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: st
             })
         rstore.delete_retained(conn, la_code, delivery_id=delivery_id)  # a seal that died half-way
         rstore.insert_retained(conn, la_code, rows)
+        found_later, replaced = _earlier_records(home, conn, la_code, delivery_id, staged, outcomes, today)
+        if found_later or replaced:
+            held_since = fstore.live_children(conn, la_code, today)
+            fstore.move_notes(conn, la_code, replaced)
+            rstore.delete_retained_keys(conn, la_code, [*found_later, *replaced])
+            fstore.record_resolutions(conn, la_code, [(LATER_MATCH_OUTCOME, held_since[k]) for k in found_later], today)
+            # Written before the commit: a crash after it cannot lose the entry, and the run that
+            # resumes an uncommitted seal finds the same records and so the same entry (the ledger
+            # writes an identical entry once).
+            evidence.record(home.settings, la_code, run_id, "earlier_records", {
+                "delivery_id": delivery_id, "matched_now": len(found_later), "retained_again": len(replaced)})
         sstore.delete_staged(conn, la_code, delivery_id, set(matched_ids))
         matched = outcomes[outcomes["outcome"] == "matched"]
         replace_claims(conn, la_code, [*zip(matched["register"].astype(str), matched["register_record_id"].astype(str),
@@ -322,6 +369,10 @@ def minimise(
     if row["phase"] == sstore.STAGED:
         counts = _counts(outcomes, int(row["received"]), staged_ids)
         _seal(home, engine, la_code, delivery_id, run_id, outcomes, counts, verify_retained, today, also_claimed)
+    if row["phase"] in (sstore.STAGED, sstore.SEALED):
+        # Earlier records the seal deleted (``_earlier_records``) leave ciphertext in pages and WAL
+        # until their key goes; also finishes a rotation a crash after the seal left owed.
+        rstore.finish_shredding(engine, home.keys, la_code)
     else:
         counts = _counts(outcomes, int(row["received"]), None)
         if any(counts[o] != row[o] for o in OUTCOMES):

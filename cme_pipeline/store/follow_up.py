@@ -60,6 +60,19 @@ def set_notes(conn: Connection, la_code: str, notes: Iterable[tuple[str, str]], 
                                  "recorded_on": on} for d, r in keys])
 
 
+def move_notes(conn: Connection, la_code: str, moves: Mapping[tuple[str, str], tuple[str, str]]) -> None:
+    """Give each note on an old ``(delivery_id, health_record_id)`` to the record that replaces it
+    (which must already be stored), keeping its outcome and day."""
+    t = follow_up_notes
+    if not moves:
+        return
+    conn.execute(sa.update(t).where(t.c.la_code == la_code, t.c.delivery_id == sa.bindparam("b_delivery"),
+                                    t.c.health_record_id == sa.bindparam("b_record"))
+                 .values(delivery_id=sa.bindparam("b_new_delivery"), health_record_id=sa.bindparam("b_new_record")),
+                 [{"b_delivery": d, "b_record": r, "b_new_delivery": nd, "b_new_record": nr}
+                  for (d, r), (nd, nr) in moves.items()])
+
+
 def notes_of(conn: Connection, la_code: str) -> dict[tuple[str, str], tuple[str, dt.date]]:
     """Every note on a child still held: ``(delivery_id, health_record_id)`` -> (outcome, day)."""
     t = follow_up_notes
