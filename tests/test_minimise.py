@@ -223,7 +223,7 @@ def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
     # third. January's run must leave each child held once: the pupil's October record deleted as
     # a finding, the rest replaced by January's records (the note going with them), the one who
     # left still held from October.
-    from cme_pipeline import matching
+    from cme_pipeline import evidence, matching
     from cme_pipeline.evidence import files
     from cme_pipeline.la import follow_up
     from cme_pipeline.store import follow_up as fstore
@@ -270,3 +270,10 @@ def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
     assert [e["facts"] for e in entries if e["event"] == "earlier_records"] == [
         {"delivery_id": later, "matched_now": 1, "retained_again": len(first) - 2}]
     assert not envelope.retained_key_exists(home.keys, LA, 1)  # the October records' key is gone
+    # The DPO report of January's run shows both counts (the step records "minimised" in a real run).
+    counts = {o: int((outcomes["outcome"] == o).sum()) for o in ("matched", "possible", "unmatched")}
+    evidence.record(staged_home, LA, "manual__2027-01-16T09:00:00+00:00", "minimised",
+                    {"received": len(january), **counts, "retained": counts["possible"] + counts["unmatched"]})
+    html = evidence.render_report(staged_home, home.keys, LA, "manual__2027-01-16T09:00:00+00:00").read_text()
+    assert 'data-figure="earlier_matched_now">1<' in html
+    assert f'data-figure="earlier_retained_again">{len(first) - 2}<' in html

@@ -200,6 +200,13 @@ def _outcome(settings: Settings, entries: list[dict[str, Any]], certificate: dic
                                                 "practice)", restricted_in),
                  _figure("restricted_retained", "   of which retained",
                          int(retained.get("restricted", 0)))]
+    # Children already held from an earlier delivery (la/minimise.py): counts only.
+    earlier = _facts(entries, "earlier_records")
+    if earlier:
+        rows += [_figure("earlier_matched_now", "Children held from an earlier delivery and matched now: earlier "
+                                                "record deleted", int(earlier.get("matched_now", 0))),
+                 _figure("earlier_retained_again", "Children held from an earlier delivery and retained again: "
+                                                   "earlier record replaced by this one", int(earlier.get("retained_again", 0)))]
     thresholds = [t for t in (matched.get("possible_threshold"), matched.get("match_threshold")) if isinstance(t, float)]
     issued = escape(str(certificate.get("issued_at"))) if certificate else "not issued"
     return "\n".join([
