@@ -248,7 +248,7 @@ def _earlier_records(home: Home, conn: Connection, la_code: str, delivery_id: st
 
     The NHS number is compared in memory only, both sides decrypted here; nothing stores it.
     """
-    rows = [r for r in rstore.select_retained(conn, la_code, live_on=today) if r["delivery_id"] != delivery_id]
+    rows = rstore.select_retained(conn, la_code, live_on=today, other_than=delivery_id)
     if not rows:
         return [], {}
     earlier = _open_retained(home, la_code, rows)

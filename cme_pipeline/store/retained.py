@@ -105,13 +105,14 @@ def _insert(conn: Connection, table: sa.Table, la_code: str, rows: Iterable[Mapp
 
 def select_retained(
     conn: Connection, la_code: str, *, live_on: dt.date, run_id: str | None = None,
-    delivery_id: str | None = None, outcome: str | None = None,
+    delivery_id: str | None = None, outcome: str | None = None, other_than: str | None = None,
 ) -> list[dict[str, Any]]:
     """Retained rows (sealed) of the LA still within their retention on ``live_on``, filtered,
     ordered by delivery and record id.
 
     A row whose expiry has come is gone for every reader on that day, whether or not the purge
-    has run yet: retention cannot fail open because a scheduled job was paused.
+    has run yet: retention cannot fail open because a scheduled job was paused. ``other_than``
+    leaves out one delivery's rows.
     """
     query = sa.select(retained).where(retained.c.la_code == la_code, retained.c.retention_expiry > live_on)
     if run_id is not None:
@@ -120,6 +121,8 @@ def select_retained(
         query = query.where(retained.c.delivery_id == delivery_id)
     if outcome is not None:
         query = query.where(retained.c.outcome == outcome)
+    if other_than is not None:
+        query = query.where(retained.c.delivery_id != other_than)
     query = query.order_by(retained.c.delivery_id, retained.c.health_record_id)
     return [dict(r) for r in conn.execute(query).mappings()]
 
