@@ -277,3 +277,26 @@ def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
     html = evidence.render_report(staged_home, home.keys, LA, "manual__2027-01-16T09:00:00+00:00").read_text()
     assert 'data-figure="earlier_matched_now">1<' in html
     assert f'data-figure="earlier_retained_again">{len(first) - 2}<' in html
+
+
+@pytest.mark.parametrize("stop", ["sealed", "shredded"])
+def test_a_resumed_minimisation_refuses_outcomes_other_than_the_sealed_ones(
+        staged_home: Settings, matched_delivery: MatchedDelivery, monkeypatch: pytest.MonkeyPatch, stop: str) -> None:
+    class Stopped(Exception):
+        pass
+
+    def halt(point: str) -> None:
+        if point == stop:
+            raise Stopped(point)
+
+    monkeypatch.setattr(m, "crash_point", halt)
+    with pytest.raises(Stopped):
+        m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, today=TODAY)
+    monkeypatch.setattr(m, "crash_point", lambda point: None)
+    other = matched_delivery.outcomes.copy()
+    other.loc[other["outcome"] == "matched", "outcome"] = "unmatched"
+    with pytest.raises(CmeError, match="was minimised with other counts"):
+        m.minimise(open_home(staged_home), LA, D, RUN, other, today=TODAY)
+    # the same outcomes resume and finish
+    assert m.minimise(open_home(staged_home), LA, D, RUN, matched_delivery.outcomes, today=TODAY).retained == \
+        len(matched_delivery.ids("possible")) + len(matched_delivery.ids("unmatched"))

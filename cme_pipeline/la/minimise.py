@@ -369,14 +369,14 @@ def minimise(
     if row["phase"] == sstore.STAGED:
         counts = _counts(outcomes, int(row["received"]), staged_ids)
         _seal(home, engine, la_code, delivery_id, run_id, outcomes, counts, verify_retained, today, also_claimed)
-    if row["phase"] in (sstore.STAGED, sstore.SEALED):
-        # Earlier records the seal deleted (``_earlier_records``) leave ciphertext in pages and WAL
-        # until their key goes; also finishes a rotation a crash after the seal left owed.
-        rstore.finish_shredding(engine, home.keys, la_code)
     else:
         counts = _counts(outcomes, int(row["received"]), None)
         if any(counts[o] != row[o] for o in OUTCOMES):
             raise CmeError(f"LA {la_code}: delivery {delivery_id} was minimised with other counts")
+    if row["phase"] in (sstore.STAGED, sstore.SEALED):
+        # Earlier records the seal deleted (``_earlier_records``) leave ciphertext in pages and WAL
+        # until their key goes; also finishes a rotation a crash after the seal left owed.
+        rstore.finish_shredding(engine, home.keys, la_code)
     with engine.connect() as conn:
         row = sstore.get_delivery(conn, la_code, delivery_id)
     assert row is not None
