@@ -222,10 +222,11 @@ def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
     # census), one has left the LA (not on January's extract), and the officer has a note on a
     # third. January's run must leave each child held once: the pupil's October record deleted as
     # a finding, the rest replaced by January's records (the note going with them), the one who
-    # left still held from October.
+    # left still held from October. A possible match in both keeps its review id: the reviewer's
+    # pack from October still applies.
     from cme_pipeline import evidence, matching
     from cme_pipeline.evidence import files
-    from cme_pipeline.la import follow_up
+    from cme_pipeline.la import follow_up, review
     from cme_pipeline.store import follow_up as fstore
     from cme_pipeline.store import replace_register
 
@@ -234,6 +235,7 @@ def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
     first = m.read_retained(home, LA)
     unmatched = first[first["outcome"] == "unmatched"]
     pupil, noted, left = (unmatched.iloc[i] for i in range(3))
+    in_review = first[first["outcome"] == "possible"].iloc[0]
     with home.store(LA).begin() as conn:
         fstore.set_notes(conn, LA, [(noted["delivery_id"], noted["health_record_id"])], "under_enquiry", TODAY)
 
@@ -251,6 +253,7 @@ def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
     m.stage_delivery(home, LA, later, january)
     outcomes = matching.match_registers(matching.health_to_canonical(january), {
         s: matching.register_to_canonical(f) for s, f in registers.items()})
+    outcomes.loc[(january["nhs_number"] == in_review["nhs_number"]).to_numpy(), "outcome"] = "possible"
     m.minimise(home, LA, later, "manual__2027-01-16T09:00:00+00:00", outcomes, today=TODAY)
 
     after = m.read_retained(home, LA)
@@ -270,6 +273,11 @@ def test_a_child_held_from_an_earlier_delivery_is_held_once_after_a_later_one(
     assert [e["facts"] for e in entries if e["event"] == "earlier_records"] == [
         {"delivery_id": later, "matched_now": 1, "retained_again": len(first) - 2}]
     assert not envelope.retained_key_exists(home.keys, LA, 1)  # the October records' key is gone
+    again = after[after["nhs_number"] == in_review["nhs_number"]].iloc[0]
+    assert (again["delivery_id"], again["outcome"], again["review_id"]) == (later, "possible", in_review["review_id"])
+    decided = review.apply_decisions(home, LA, pd.DataFrame({"review_id": [in_review["review_id"]],
+                                                            "decision": ["no-match"]}), TODAY)
+    assert decided.rejected == 1
     # The DPO report of January's run shows both counts (the step records "minimised" in a real run).
     counts = {o: int((outcomes["outcome"] == o).sum()) for o in ("matched", "possible", "unmatched")}
     evidence.record(staged_home, LA, "manual__2027-01-16T09:00:00+00:00", "minimised",

@@ -8,8 +8,8 @@ point and running again resumes where it stopped and converges to the same retai
    delete matched staged rows, record counts; phase ``sealed``. A child held from an earlier
    delivery who is on this one is no longer held twice (``_earlier_records``): matched now, its
    earlier record is deleted as a follow-up finding; retained again, the new record replaces the
-   earlier one and takes over the officer's note. (The retained key is then rotated, as after
-   any deletion.)
+   earlier one and takes over the officer's note (and, possible both times, its review id, so
+   a reviewer's pack still applies). (The retained key is then rotated, as after any deletion.)
 2. *clear*: delete the delivery's remaining staged rows, checkpoint the WAL; phase ``cleared``.
 3. *shred*: destroy the delivery's data key, record when; phase ``shredded``.
 
@@ -241,31 +241,42 @@ def _retained_frame(
     return frame
 
 
+@dataclass(frozen=True)
+class _Earlier:
+    """The records held from earlier deliveries whose child is on this delivery."""
+
+    matched_now: list[tuple[str, str]]  # (delivery_id, health_record_id) of those this one matched
+    replaced: dict[tuple[str, str], str]  # of those retained again -> this delivery's record id
+    review_ids: dict[str, str]  # this delivery's record id -> the review id it takes over (possible both times)
+
+
 def _earlier_records(home: Home, conn: Connection, la_code: str, delivery_id: str, staged: pd.DataFrame,
-                     outcomes: pd.DataFrame, today: dt.date) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[str, str]]]:
-    """The records held from earlier deliveries whose child is on this one: those matched now, and
-    those retained again (each -> the record that replaces it).
+                     outcomes: pd.DataFrame, today: dt.date) -> _Earlier:
+    """Which records held from earlier deliveries this delivery matches now, or retains again.
 
     The NHS number is compared in memory only, both sides decrypted here; nothing stores it.
     """
     rows = rstore.select_retained(conn, la_code, live_on=today, other_than=delivery_id)
+    found = _Earlier([], {}, {})
     if not rows:
-        return [], {}
+        return found
     earlier = _open_retained(home, la_code, rows)
     here = dict(zip(staged["nhs_number"].astype(str), staged.index.astype(str), strict=True))
     outcome_of = dict(zip(outcomes["health_record_id"].astype(str), outcomes["outcome"].astype(str), strict=True))
-    matched: list[tuple[str, str]] = []
-    replaced: dict[tuple[str, str], tuple[str, str]] = {}
-    for number, old_delivery, old_record in zip(earlier["nhs_number"], earlier["delivery_id"],
-                                                earlier["health_record_id"], strict=True):
+    for number, old_delivery, old_record, old_outcome, review_id in zip(
+            earlier["nhs_number"], earlier["delivery_id"], earlier["health_record_id"], earlier["outcome"],
+            earlier["review_id"], strict=True):
         new_record = here.get(str(number)) if number else None
         if new_record is None:
             continue  # not on this extract: still held (moved away, or left the GP list)
         if outcome_of[new_record] == "matched":
-            matched.append((str(old_delivery), str(old_record)))
-        else:
-            replaced[(str(old_delivery), str(old_record))] = (delivery_id, new_record)
-    return matched, replaced
+            found.matched_now.append((str(old_delivery), str(old_record)))
+            continue
+        found.replaced[(str(old_delivery), str(old_record))] = new_record
+        if old_outcome == "possible" and outcome_of[new_record] == "possible" and isinstance(review_id, str):
+            # A reviewer's pack names the review id: the decision still applies to the new record.
+            found.review_ids[new_record] = review_id
+    return found
 
 
 def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: str,
@@ -282,6 +293,7 @@ def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: st
         if verify is not None:
             verify(frame[list(RETAINED)].reset_index(drop=True), matched_numbers)  # raises: nothing committed
         del matched_numbers
+        earlier = _earlier_records(home, conn, la_code, delivery_id, staged, outcomes, today)
         rows = []
         for rid, rec in zip(frame.index, frame.to_dict("records"), strict=True):
             rows.append({
@@ -290,25 +302,33 @@ def _seal(home: Home, engine: Engine, la_code: str, delivery_id: str, run_id: st
                 "best_probability": None if pd.isna(rec["best_probability"]) else float(rec["best_probability"]),
                 "best_register": rec["best_register"], "best_register_record_id": rec["best_register_record_id"],
                 "retention_expiry": rec["retention_expiry"],
-                "review_id": f"RV-{secrets.token_hex(5).upper()}" if rec["outcome"] == "possible" else None,
+                "review_id": (earlier.review_ids.get(rid) or f"RV-{secrets.token_hex(5).upper()}")
+                if rec["outcome"] == "possible" else None,
                 # No tag: nothing looks a retained child up by NHS number, and a tag under a key
                 # that outlives the row would reverse to the number (10^9 candidates).
                 "key_version": version, "nhs_tag": "",
                 "ciphertext": cipher.encrypt(rid, seal_fields(rec, RETAINED_HEALTH_FIELDS)),
             })
         rstore.delete_retained(conn, la_code, delivery_id=delivery_id)  # a seal that died half-way
-        rstore.insert_retained(conn, la_code, rows)
-        found_later, replaced = _earlier_records(home, conn, la_code, delivery_id, staged, outcomes, today)
-        if found_later or replaced:
+        gone = [*earlier.matched_now, *earlier.replaced]
+        if gone:
             held_since = fstore.live_children(conn, la_code, today)
-            fstore.move_notes(conn, la_code, replaced)
-            rstore.delete_retained_keys(conn, la_code, [*found_later, *replaced])
-            fstore.record_resolutions(conn, la_code, [(LATER_MATCH_OUTCOME, held_since[k]) for k in found_later], today)
+            notes = fstore.notes_of(conn, la_code)
+            carried = {(delivery_id, new): notes[old] for old, new in earlier.replaced.items() if old in notes}
+            # Deleted before the new rows go in: their review ids are taken over (unique), their
+            # notes go with them (by cascade) and are written again on the new rows below.
+            rstore.delete_retained_keys(conn, la_code, gone)
+            fstore.record_resolutions(conn, la_code, [(LATER_MATCH_OUTCOME, held_since[k]) for k in earlier.matched_now],
+                                      today)
+        rstore.insert_retained(conn, la_code, rows)
+        if gone:
+            fstore.put_notes(conn, la_code, carried)
             # Written before the commit: a crash after it cannot lose the entry, and the run that
             # resumes an uncommitted seal finds the same records and so the same entry (the ledger
             # writes an identical entry once).
             evidence.record(home.settings, la_code, run_id, "earlier_records", {
-                "delivery_id": delivery_id, "matched_now": len(found_later), "retained_again": len(replaced)})
+                "delivery_id": delivery_id, "matched_now": len(earlier.matched_now),
+                "retained_again": len(earlier.replaced)})
         sstore.delete_staged(conn, la_code, delivery_id, set(matched_ids))
         matched = outcomes[outcomes["outcome"] == "matched"]
         replace_claims(conn, la_code, [*zip(matched["register"].astype(str), matched["register_record_id"].astype(str),

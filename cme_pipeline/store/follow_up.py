@@ -60,17 +60,13 @@ def set_notes(conn: Connection, la_code: str, notes: Iterable[tuple[str, str]], 
                                  "recorded_on": on} for d, r in keys])
 
 
-def move_notes(conn: Connection, la_code: str, moves: Mapping[tuple[str, str], tuple[str, str]]) -> None:
-    """Give each note on an old ``(delivery_id, health_record_id)`` to the record that replaces it
-    (which must already be stored), keeping its outcome and day."""
-    t = follow_up_notes
-    if not moves:
-        return
-    conn.execute(sa.update(t).where(t.c.la_code == la_code, t.c.delivery_id == sa.bindparam("b_delivery"),
-                                    t.c.health_record_id == sa.bindparam("b_record"))
-                 .values(delivery_id=sa.bindparam("b_new_delivery"), health_record_id=sa.bindparam("b_new_record")),
-                 [{"b_delivery": d, "b_record": r, "b_new_delivery": nd, "b_new_record": nr}
-                  for (d, r), (nd, nr) in moves.items()])
+def put_notes(conn: Connection, la_code: str, notes: Mapping[tuple[str, str], tuple[str, dt.date]]) -> None:
+    """Write notes as they were: ``(delivery_id, health_record_id)`` -> (outcome, day) (rows with
+    no note yet; a record that replaces another takes over its note)."""
+    if notes:
+        conn.execute(sa.insert(follow_up_notes), [
+            {"la_code": la_code, "delivery_id": d, "health_record_id": r, "outcome": outcome, "recorded_on": on}
+            for (d, r), (outcome, on) in notes.items()])
 
 
 def notes_of(conn: Connection, la_code: str) -> dict[tuple[str, str], tuple[str, dt.date]]:
