@@ -123,3 +123,12 @@ def random_guess_rate(true_surnames: list[str], public_surnames: list[str]) -> f
     total = sum(public.values())
     truth = Counter(true_surnames)
     return sum(c * public[name] / total for name, c in truth.items()) / len(true_surnames)
+
+
+def blind_rate(guesses: list[str], true_surnames: list[str]) -> float:
+    """How often the same guesses would be right handed to records at random: each guess of name
+    ``g`` scores the share of ``g`` among the true surnames. An attack that learned nothing from
+    the encodings (it only guesses common names often) scores this; its excess is what it learned.
+    ("" is no guess.)"""
+    count, n = Counter(true_surnames), len(true_surnames)
+    return sum(count[g] / n for g in guesses if g) / n

@@ -58,9 +58,9 @@ def matched_delivery() -> MatchedDelivery:
     """About 300 simulated Cardiff children with real outcomes in all three bands."""
     delivery = _match(300, 3)
     counts = delivery.outcomes["outcome"].value_counts()
-    if counts.get("possible", 0) == 0:  # the tests need every band; force one review case
-        first_unmatched = delivery.outcomes.index[delivery.outcomes["outcome"] == "unmatched"][0]
-        delivery.outcomes.loc[first_unmatched, "outcome"] = "possible"
+    if counts.get("possible", 0) == 0:  # the tests need every band; send one match to review
+        first_matched = delivery.outcomes.index[delivery.outcomes["outcome"] == "matched"][-1]
+        delivery.outcomes.loc[first_matched, "outcome"] = "possible"  # with its candidate, as a real one has
     assert {"matched", "possible", "unmatched"} <= set(delivery.outcomes["outcome"])
     return delivery
 

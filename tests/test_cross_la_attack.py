@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bloom_attack import align_patterns, random_guess_rate, reidentify
+from bloom_attack import align_patterns, blind_rate, random_guess_rate, reidentify
 
 from cme_pipeline.crypto.clk import TokenHasher
 from cme_pipeline.linkage import ClkConfig, encode, encode_middle
@@ -49,18 +49,23 @@ def test_frequency_attacks_learn_no_name_from_our_encodings(population: tuple[ob
     chance = random_guess_rate(truth, names)
 
     naive = encode(victims, hasher, NAIVE)
-    assert _rate(align_patterns(naive, names), truth) > 0.25  # the attack works: a third of surnames
+    cracked = align_patterns(naive, names)
+    # the attack works: one surname in nine (a third on the 1830s names), far above blind guesses
+    assert _rate(cracked, truth) > 0.1 and _rate(cracked, truth) > blind_rate(cracked, truth) + 0.05
 
-    # What an LA sends to the linkage unit. BLIP's draw is fixed: over eight draws this attack's
-    # success spreads from 3.4% to 6.3% around a 4.0% chance (docs/cross-la.md), so a fresh
-    # draw made the test fail about one run in four.
+    # What an LA sends to the linkage unit. The bit-pattern attack guesses the commonest surnames
+    # for thousands of records; it has learned something only where it is right more often than
+    # those same guesses handed to records at random (blind_rate; on these names it is right
+    # exactly as often, docs/cross-la.md). BLIP's draw is fixed so the figure is reproducible.
     ours = encode(victims, hasher, rng=np.random.default_rng(0))
     aligned = align_patterns(ours, names)
     assert all(g == "" for g in aligned)  # every encoding is unique: no frequency to align
     guesses = [g.partition("|")[2] for g in reidentify(ours, year_names, _salted, ClkConfig().k_surname)]
-    assert _rate(guesses, truth) <= chance + 0.01  # no better than guessing from public frequencies
+    assert any(guesses) and _rate(guesses, truth) <= blind_rate(guesses, truth) + 0.005
     unsalted = encode(victims, hasher, ClkConfig(salt_by_year=False))
-    assert _rate(reidentify(unsalted, names, _plain, ClkConfig().k_surname), truth) <= chance + 0.01
+    plain = reidentify(unsalted, names, _plain, ClkConfig().k_surname)
+    assert _rate(plain, truth) <= blind_rate(plain, truth) + 0.005
+    assert chance < 0.02  # guessing at random by the public frequencies, for the record
 
 
 def test_the_second_encoding_learns_no_name_either(population: tuple[object, list[str], list[str], list[str]]) -> None:
@@ -70,10 +75,9 @@ def test_the_second_encoding_learns_no_name_either(population: tuple[object, lis
     rows, ours = encode_middle(victims, TokenHasher(b"\x05" * 32, b"\x06" * 32), rng=np.random.default_rng(0))  # type: ignore[arg-type]
     assert len(rows) > 1000
     mine = [truth[i] for i in rows]
-    chance = random_guess_rate(mine, names)
     assert all(g == "" for g in align_patterns(ours, names))
     guesses = [g.partition("|")[2] for g in reidentify(ours, year_names, _salted, ClkConfig().k_surname)]
-    assert _rate(guesses, mine) <= chance + 0.01
+    assert any(guesses) and _rate(guesses, mine) <= blind_rate(guesses, mine) + 0.005
 
 
 def test_what_else_crosses_gives_no_frequency_to_count(population: tuple[object, list[str], list[str], list[str]]) -> None:

@@ -42,13 +42,17 @@ from cme_pipeline.schemas import (
     TRUTH,
     register_columns,
 )
-from cme_pipeline.simulate import simulate_la
+from cme_pipeline.simulate import NoiseConfig, simulate_la
 from cme_pipeline.simulate.la import SimulatedLA
+from cme_pipeline.simulate.population import FamilyConfig
 from cme_pipeline.simulate.wales import simulate_las, simulate_to_home
 from cme_pipeline.store import replace_register
 
 LA = "W06000015"
 CHILDREN, SEED, RATE = 400, 5, 0.6  # about 240 restricted children in a small run
+# The 1830s name tables: namesakes common enough that a small run sends children of both kinds to
+# review, which the review pack's part of the test needs.
+NOISE = NoiseConfig(families=FamilyConfig(names="1830s"))
 RUN = "manual__restricted"
 # A cautious threshold (allowed: between the 0.9 floor and 1) sends many children to review,
 # restricted ones most (no location agreement to lift them), so the review pack holds plenty.
@@ -113,8 +117,8 @@ def test_a_restricted_childs_location_never_arrives_and_no_output_places_them(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CME_HOME", str(settings.home))
-    sim = next(simulate_las([LA], CHILDREN, SEED, restricted_rate=RATE))
-    summary = simulate_to_home(settings, [LA], children=CHILDREN, seed=SEED, restricted_rate=RATE)[0]
+    sim = next(simulate_las([LA], CHILDREN, SEED, noise=NOISE, restricted_rate=RATE))
+    summary = simulate_to_home(settings, [LA], children=CHILDREN, seed=SEED, noise=NOISE, restricted_rate=RATE)[0]
     restricted = sim.extract["restricted"] == "Y"
     assert summary.restricted == int(restricted.sum()) >= 10
     assert (sim.extract.loc[restricted, list(HEALTH_LOCATION)] == "").all().all()

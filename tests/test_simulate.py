@@ -156,12 +156,30 @@ def test_households_siblings_and_twins(cardiff: SimulatedLA) -> None:
 
 def test_welsh_names_and_their_variety(cardiff: SimulatedLA) -> None:
     surnames = cardiff.extract["surname"]
-    assert 0.12 < (surnames == "Jones").mean() < 0.16
+    assert 0.045 < (surnames == "Jones").mean() < 0.065  # 5.4% of Wales in 2020
     assert surnames.str.contains("-").mean() > 0.01
     assert surnames.str.match(r"^a[pb] ").any()
     forenames = cardiff.extract["forename"]
     assert {"Siân", "Llŷr", "Hâf", "Dafydd"} <= set(forenames)
-    assert surnames.nunique() > 300
+    assert surnames.nunique() > 3000 and forenames.nunique() > 2000
+    assert 0.01 < forenames.value_counts(normalize=True).iloc[0] < 0.035  # the top name (2.6%), as in ONS counts
+
+
+def test_the_1830s_names_make_namesakes_commoner() -> None:
+    def namesakes(names: str) -> float:
+        sim = simulate_la("W06000015", children=20_000, seed=3, year_start=YEAR,
+                          noise=NoiseConfig(families=FamilyConfig(names=names)))
+        return float(sim.extract.duplicated(["forename", "surname", "dob", "sex"], keep=False).mean())
+
+    old = simulate_la("W06000015", children=20_000, seed=3, year_start=YEAR,
+                      noise=NoiseConfig(families=FamilyConfig(names="1830s")))
+    assert 0.12 < (old.extract["surname"] == "Jones").mean() < 0.16  # 14% of Wales in 1813-37
+    assert namesakes("1830s") > 10 * namesakes("2020")
+
+
+def test_an_unknown_name_frequency_is_refused() -> None:
+    with pytest.raises(ValueError, match="names must be one of 2020, 1830s"):
+        FamilyConfig(names="1900s")
 
 
 def test_same_seed_same_data_and_other_seed_differs() -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from cme_pipeline.areas import LA_CODES
 from cme_pipeline.simulate.geography import AREAS
-from cme_pipeline.simulate.population import random_addresses, simulate_population
+from cme_pipeline.simulate.population import FamilyConfig, random_addresses, simulate_population
 
 CROSS_LA_RATE: Final = 0.03  # base share of an LA's children on a neighbouring LA's register
 MOVED_SHARE: Final = 0.35  # of those, moved since the census (the rest are schooled across a border)
@@ -115,7 +115,7 @@ def _pair_key(a: str, b: str) -> tuple[int, int, int]:
 
 def pair_children(
     seed: int, home_la: str, register_la: str, numbers: list[str], dob_window: tuple[dt.date, dt.date],
-    extract_date: dt.date,
+    extract_date: dt.date, names: str = "2020",
 ) -> PairChildren:
     """The children of one ordered pair: the same for both LAs' simulations.
 
@@ -126,9 +126,12 @@ def pair_children(
         numbers: their NHS numbers (one per child).
         dob_window: compulsory school age of the academic year.
         extract_date: the extract's date.
+        names: the name frequencies (``FamilyConfig.names``); their families are otherwise
+            the default ones.
     """
     rng = np.random.default_rng([seed, *_pair_key(home_la, register_la)])
-    pop = simulate_population(rng, AREAS[home_la], len(numbers), dob_window, extract_date, numbers)
+    pop = simulate_population(rng, AREAS[home_la], len(numbers), dob_window, extract_date, numbers,
+                              FamilyConfig(names=names))
     pop["household_id"] = f"{home_la}-X{register_la[-2:]}-H" + pop["household_id"]
     pop["twin"] = np.where(pop["twin"] != "", f"{home_la}-X{register_la[-2:]}-" + pop["twin"], "")
     # Whole households move (a child moves with its family), so siblings are moved or schooled alike.

@@ -16,7 +16,7 @@ from cme_pipeline.school_age import academic_year_start, compulsory_dob_window
 from cme_pipeline.simulate.cross_la import pair_children
 from cme_pipeline.simulate.geography import AREAS, Area
 from cme_pipeline.simulate.noise import CoverageConfig, NoiseConfig
-from cme_pipeline.simulate.population import simulate_population
+from cme_pipeline.simulate.population import FamilyConfig, simulate_population
 from cme_pipeline.simulate.registers import assign_status, build_registers
 
 DEFAULT_SEED = 20260901
@@ -90,8 +90,9 @@ def simulate_la(
     coverage = coverage or CoverageConfig()
     rng = la_rng(seed, la_code)
     window = compulsory_dob_window(year)
-    outgoing = [pair_children(seed, a, b, nums, window, extract_date) for a, b, nums in cross_pairs if a == la_code]
-    incoming = [pair_children(seed, a, b, nums, window, extract_date) for a, b, nums in cross_pairs if b == la_code]
+    names = noise.families.names  # both LAs of a pair must draw the pair's children alike
+    outgoing = [pair_children(seed, a, b, nums, window, extract_date, names) for a, b, nums in cross_pairs if a == la_code]
+    incoming = [pair_children(seed, a, b, nums, window, extract_date, names) for a, b, nums in cross_pairs if b == la_code]
     own = n - sum(len(p.population) for p in outgoing)
     if own < 1:
         raise ValueError("cross-LA children outnumber the LA's children")
@@ -103,7 +104,7 @@ def simulate_la(
     pop["twin"] = np.where(pop["twin"] != "", la_code + "-" + pop["twin"], "")
 
     status = assign_status(rng, own, coverage)
-    register_only = _register_only(rng, area, int(round(n * coverage.register_only)), year, extract_date, pop)
+    register_only = _register_only(rng, area, int(round(n * coverage.register_only)), year, extract_date, pop, names)
     if outgoing:  # on the extract, on none of this LA's registers
         pop = pd.concat([pop, *(p.population for p in outgoing)], ignore_index=True)
         status = np.concatenate([status, *(np.where(p.moved, "other_la:moved", "other_la:schooled") for p in outgoing)])
@@ -159,10 +160,11 @@ def _restricted(seed: int, la_code: str, households: pd.Series, rate: float) -> 
 
 
 def _register_only(
-    rng: np.random.Generator, area: Area, m: int, year: int, extract_date: dt.date, like: pd.DataFrame
+    rng: np.random.Generator, area: Area, m: int, year: int, extract_date: dt.date, like: pd.DataFrame,
+    names: str,
 ) -> pd.DataFrame:
     """Children on the census but not on this extract: nursery and sixth-form pupils (outside the
-    age window) and pupils registered with a GP in another area."""
+    age window) and pupils registered with a GP in another area (named as ``names`` says)."""
     nursery = (dt.date(year - 4, 9, 1), dt.date(year - 3, 8, 31))
     sixth = (dt.date(year - 18, 9, 1), dt.date(year - 16, 8, 31))
     window = compulsory_dob_window(year)
@@ -170,5 +172,5 @@ def _register_only(
     for share, span in ((0.35, nursery), (0.50, sixth), (0.15, window)):
         k = int(round(m * share))
         if k:
-            parts.append(simulate_population(rng, area, k, span, extract_date, [""] * k))
+            parts.append(simulate_population(rng, area, k, span, extract_date, [""] * k, FamilyConfig(names=names)))
     return pd.concat(parts, ignore_index=True) if parts else like.iloc[0:0]

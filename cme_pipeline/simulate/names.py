@@ -1,9 +1,13 @@
 """Name tables for the synthetic population: Welsh surname frequencies, Welsh and English given
 names with their variants, and the register-side spellings a clerk might use.
 
-Frequencies follow the well-known Welsh pattern (Jones about 14%, then Davies, Williams, Evans,
-Thomas, Roberts ...); the long tail mixes English, Irish, Scottish, South Asian and Eastern
-European surnames so that rare names exist for the term-frequency effect to matter.
+Two sets of frequencies (``population.FamilyConfig.names``). The default, 2020: the five commonest
+Welsh surnames at their March 2020 counts (``SURNAMES_2020``, Jones 5.4% of Wales), the rest of
+``WELSH_SURNAMES`` scaled down to match, then English, Irish, Scottish, South Asian and Eastern
+European surnames and a tail of about 9,000 rare ones; given names from ``GIVEN_NAMES`` then
+thousands of invented ones (``given_name_tail``), as spread as ONS baby-name counts. The first
+tables, 1830s: ``WELSH_SURNAMES`` as they are (Jones about 14%, its share in 1813-37 in John and
+Sheila Rowlands' "The Surnames of Wales"), 600 other surnames and ``GIVEN_NAMES`` alone.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ OTHER_SURNAMES: Final[tuple[str, ...]] = (
     "Dąbrowski", "Zieliński", "Szymański", "Lewandowski", "Müller", "Schmidt", "Rossi", "Russo",
 )
 
+# Shares in Wales in March 2020, per cent (counts: Jones 170,633, Davies 111,559, Williams 110,404,
+# Evans 72,243, Thomas 71,040, of about 3.17 million people; as summarised in "What's in a name?",
+# bespoketoursofnorthwales.co.uk, 2020). Children's names are a little less Welsh than everyone's,
+# so these overstate namesakes slightly, the safe side for calibrating the cross-LA check.
+SURNAMES_2020: Final[dict[str, float]] = {
+    "Jones": 5.4, "Davies": 3.5, "Williams": 3.5, "Evans": 2.3, "Thomas": 2.2,
+}
+
 # Syllables for a long tail of rare surnames, so that most children outside the common names
 # have names shared by few others (as in a real population).
 TAIL_PREFIXES: Final = ("Ash", "Bran", "Carr", "Dal", "Elm", "Fair", "Gar", "Hart", "Ire",
@@ -44,6 +56,25 @@ TAIL_PREFIXES: Final = ("Ash", "Bran", "Carr", "Dal", "Elm", "Fair", "Gar", "Har
                         "Bry", "Cwm", "Gwil", "Llan", "Tre", "Aber", "Caer", "Glyn", "Maes")
 TAIL_SUFFIXES: Final = ("ford", "ley", "ton", "wood", "field", "more", "well", "den", "by",
                         "ham", "son", "ridge", "brook", "wyn", "dre", "ith", "an", "ock")
+# 2020 names: a middle syllable makes the tail 9,000 names long (prefix + middle + suffix).
+TAIL_MIDDLES: Final = ("", "a", "e", "i", "o", "er", "in", "en", "ar", "el", "on", "ing", "wen", "mor",
+                       "hal", "bur", "ding", "ley")
+
+# 2020 names: invented given names (start + middle + ending), so that, as in ONS counts (28,222
+# boys' and 35,475 girls' names registered in England and Wales in 2017), most names are rare.
+GIVEN_STARTS: Final = ("Al", "Bri", "Ca", "Da", "El", "Fa", "Ga", "Ha", "Is", "Ja", "Ka", "La", "Ma", "Na",
+                       "Ol", "Pe", "Ra", "Sa", "Ta", "Wy", "Ze", "Ari", "Bel", "Cor", "Del", "Eve", "Fin",
+                       "Gil", "Hol", "Jul")
+GIVEN_MIDDLES: Final = ("", "l", "r", "n", "v", "th", "d", "m")
+GIVEN_ENDINGS: Final[dict[str, tuple[str, ...]]] = {
+    "F": ("ia", "ie", "ah", "ine", "ella", "ette", "ica", "a", "wen", "ys", "iel", "ina", "anna", "isa", "ly"),
+    "M": ("an", "en", "on", "yn", "ey", "ian", "el", "is", "ro", "lyn", "ton", "ith", "o", "er", "us"),
+}
+
+
+def given_name_tail(sex: str) -> tuple[str, ...]:
+    """The invented given names of one sex (``"F"`` or ``"M"``), 3,600 of them."""
+    return tuple(a + m + e for a in GIVEN_STARTS for m in GIVEN_MIDDLES for e in GIVEN_ENDINGS[sex])
 
 # Given names: (canonical spelling on GP record, sex, variants a register might hold instead).
 # Variants are the Welsh/English equivalents, anglicised spellings and nicknames.

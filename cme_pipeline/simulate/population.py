@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -18,16 +19,21 @@ from cme_pipeline.simulate.names import (
     OTHER_SURNAMES,
     POSTCODE_LETTERS,
     STREETS,
+    SURNAMES_2020,
+    TAIL_MIDDLES,
     TAIL_PREFIXES,
     TAIL_SUFFIXES,
     WELSH_SURNAMES,
+    given_name_tail,
 )
 
 HOUSEHOLD_SIZES = np.array([1, 2, 3, 4])
 HOUSEHOLD_WEIGHTS = np.array([0.45, 0.38, 0.13, 0.04])
 # Chosen so that about 3% of children are twins, as in UK births (about 1.5% of maternities).
 TWIN_HOUSEHOLD_RATE = 0.05
-WELSH_SHARE = 0.725  # the Welsh table's weights are per cent of the population (Jones 14%)
+WELSH_SHARE = 0.725  # 1830s names: the Welsh table's weights are per cent of the population (Jones 14%)
+WELSH_2020_SCALE = 0.4  # 2020 names: the Welsh table's names without a 2020 count, scaled from the 1830s
+NAME_FREQUENCIES = ("2020", "1830s")
 HYPHENATED_RATE = 0.03
 HALF_SIBLING_RATE = 0.10
 MIDDLE_NAME_RATE = 0.60
@@ -55,6 +61,11 @@ class FamilyConfig:
         stale_surname: households whose children's surname changed after the registers were
             taken (the registers hold the old surname).
         former_recorded: of those, the share whose GP record keeps the old surname as former.
+        names: the name frequencies (``NAME_FREQUENCIES``): ``"2020"``, Welsh surnames as common
+            as in 2020 (Jones 5.4%) and thousands of given names (the top one 2.6%, as in ONS
+            baby-name counts); ``"1830s"``, the simulator's first tables, Welsh surnames as in
+            1813-37 (Jones 14%) and 39 given names of each sex, about 34 times as many namesakes
+            (docs/simulator.md, "Names").
     """
 
     twin_household: float = TWIN_HOUSEHOLD_RATE
@@ -65,6 +76,11 @@ class FamilyConfig:
     stale_move: float = 0.0
     stale_surname: float = 0.0
     former_recorded: float = 0.5
+    names: str = "2020"
+
+    def __post_init__(self) -> None:
+        if self.names not in NAME_FREQUENCIES:
+            raise ValueError(f"names must be one of {', '.join(NAME_FREQUENCIES)}")
 
     @staticmethod
     def hard() -> FamilyConfig:
@@ -75,24 +91,44 @@ class FamilyConfig:
         )
 
 
-def surname_pool() -> tuple[np.ndarray, np.ndarray]:
-    """All surnames and their probabilities: Welsh frequencies, common others and a rare tail."""
+@lru_cache(maxsize=4)
+def surname_pool(names: str = "2020") -> tuple[np.ndarray, np.ndarray]:
+    """All surnames and their probabilities: Welsh frequencies, common others and a rare tail.
+
+    ``"2020"``: the Welsh names with a 2020 count take it, the rest of the Welsh table its 1830s
+    share x ``WELSH_2020_SCALE``; the other names (common ones, then a tail of 9,000) share what is
+    left by rank, as 1 / (rank + 10). ``"1830s"``: the Welsh table as it is (72.5% of children) and
+    600 others by rank as 1 / rank^0.9.
+    """
     welsh = [s for s, _ in WELSH_SURNAMES]
-    welsh_w = np.array([w for _, w in WELSH_SURNAMES])
-    welsh_w = welsh_w / welsh_w.sum() * WELSH_SHARE
-    tail = [p + s.lower() for p in TAIL_PREFIXES for s in TAIL_SUFFIXES]
-    others = list(OTHER_SURNAMES) + tail
-    # Zipf-like weights for the rest so some are common, most are rare.
-    ranks = np.arange(1, len(others) + 1)
-    other_w = 1.0 / ranks**0.9
-    other_w = other_w / other_w.sum() * (1 - WELSH_SHARE)
+    if names == "1830s":
+        welsh_w = np.array([w for _, w in WELSH_SURNAMES])
+        welsh_w = welsh_w / welsh_w.sum() * WELSH_SHARE
+        others = list(OTHER_SURNAMES) + [p + s.lower() for p in TAIL_PREFIXES for s in TAIL_SUFFIXES]
+        other_w = 1.0 / np.arange(1, len(others) + 1) ** 0.9  # Zipf-like: some common, most rare
+    else:
+        welsh_w = np.array([SURNAMES_2020.get(s, w * WELSH_2020_SCALE) for s, w in WELSH_SURNAMES]) / 100
+        tail = [p + m + s.lower() for p in TAIL_PREFIXES for m in TAIL_MIDDLES for s in TAIL_SUFFIXES]
+        others = [o for o in dict.fromkeys([*OTHER_SURNAMES, *tail]) if o not in set(welsh)]
+        other_w = 1.0 / (np.arange(1, len(others) + 1) + 10.0)
+    other_w = other_w / other_w.sum() * (1 - welsh_w.sum())
     return np.array(welsh + others, dtype=object), np.concatenate([welsh_w, other_w])
 
 
-def given_name_pool(sex: str) -> tuple[np.ndarray, np.ndarray]:
-    """Given names of one sex and their probabilities (earlier entries a little more common)."""
+@lru_cache(maxsize=8)
+def given_name_pool(sex: str, names: str = "2020") -> tuple[np.ndarray, np.ndarray]:
+    """Given names of one sex and their probabilities (earlier entries more common).
+
+    ``"2020"``: the named table first, then a tail of invented names, by rank as 1 / (rank + 5):
+    the top name 2.6% of children, the top 10 16%, the top 100 45% (ONS, England and Wales 2017:
+    1.8%, 13%, 41-50%). ``"1830s"``: the named table alone, as 1 / rank^0.3.
+    """
     pool = [g for g, s, _ in GIVEN_NAMES if s == sex]
-    w = 1.0 / np.arange(1, len(pool) + 1) ** 0.3
+    if names == "1830s":
+        w = 1.0 / np.arange(1, len(pool) + 1) ** 0.3
+    else:
+        pool = list(dict.fromkeys([*pool, *given_name_tail(sex)]))
+        w = 1.0 / (np.arange(1, len(pool) + 1) + 5.0)
     return np.array(pool, dtype=object), w / w.sum()
 
 
@@ -148,7 +184,7 @@ def simulate_population(
     household = np.repeat(np.arange(n_households), sizes)
     position = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
-    names, probs = surname_pool()
+    names, probs = surname_pool(family.names)
     hh_surname = rng.choice(names, n_households, p=probs)
     hyphen = rng.random(n_households) < HYPHENATED_RATE
     hh_surname[hyphen] = hh_surname[hyphen] + "-" + rng.choice(names, int(hyphen.sum()), p=probs)
@@ -184,23 +220,23 @@ def simulate_population(
     middle = np.full(n, "", dtype=object)
     for s in ("F", "M", "U"):
         idx = np.flatnonzero(sex == s)
-        pool, p = given_name_pool("F" if s == "U" else s)
+        pool, p = given_name_pool("F" if s == "U" else s, family.names)
         forename[idx] = rng.choice(pool, idx.size, p=p)
         has_middle = idx[rng.random(idx.size) < MIDDLE_NAME_RATE]
         middle[has_middle] = rng.choice(pool, has_middle.size, p=p)
     if family.shared_initial > 0:
-        _share_initials(rng, forename, sex, sizes, first, family.shared_initial)
+        _share_initials(rng, forename, sex, sizes, first, family.shared_initial, family.names)
     # Twins never share a forename (and siblings' middle names never equal their forename).
     same = (forename[b] == forename[a]) & (sex[b] == sex[a])
     for i in np.flatnonzero(same):
-        pool, p = given_name_pool("F" if sex[b[i]] == "F" else "M")
+        pool, p = given_name_pool("F" if sex[b[i]] == "F" else "M", family.names)
         while forename[b[i]] == forename[a[i]]:
             forename[b[i]] = rng.choice(pool, p=p)
     if family.triplet_share > 0:
         for i in np.flatnonzero(twin != ""):  # triplets too: no two of a multiple birth alike
             mates = np.flatnonzero(household == household[i])
             mates = mates[(twin[mates] == twin[i]) & (mates < i)]
-            pool, p = given_name_pool("F" if sex[i] == "F" else "M")
+            pool, p = given_name_pool("F" if sex[i] == "F" else "M", family.names)
             while forename[i] in set(forename[mates]):
                 forename[i] = rng.choice(pool, p=p)
     clash = middle == forename
@@ -262,7 +298,7 @@ def _space_births(
 
 def _share_initials(
     rng: np.random.Generator, forename: np.ndarray, sex: np.ndarray, sizes: np.ndarray, first: np.ndarray,
-    rate: float,
+    rate: float, names: str,
 ) -> None:
     """Households that give every child a name with the first child's initial (Ella, Elin, Efa)."""
     chosen = np.flatnonzero((sizes >= 2) & (rng.random(sizes.size) < rate))
@@ -270,7 +306,7 @@ def _share_initials(
         initial = str(forename[first[h]])[0]
         for k in range(1, int(sizes[h])):
             i = first[h] + k
-            pool, p = given_name_pool("F" if sex[i] == "F" else "M")
+            pool, p = given_name_pool("F" if sex[i] == "F" else "M", names)
             keep = np.array([str(g)[0] == initial for g in pool])
             if keep.any():
                 forename[i] = rng.choice(pool[keep], p=p[keep] / p[keep].sum())
