@@ -39,6 +39,7 @@ from cme_pipeline.linkage import (
     encode_middle,
     household_labels,
     link_encodings,
+    rare_names,
     run_linkage_unit,
 )
 from cme_pipeline.linkage.encode import bigrams
@@ -551,7 +552,7 @@ def test_the_check_finds_a_child_who_moved_alone_by_the_second_encoding_and_keep
     assert number in set(m.read_retained(home, CARDIFF, outcome="unmatched")["nhs_number"])
 
     without = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="plain",
-                                                            middle_threshold=None)}
+                                                            middle_threshold=None, rare_threshold=None)}
     assert without[CARDIFF].found_in == {} and without[CARDIFF].possible_in == {VALE: 1}
     assert number in set(m.read_retained(home, CARDIFF)["nhs_number"])  # kept, with the note
 
@@ -560,3 +561,57 @@ def test_the_check_finds_a_child_who_moved_alone_by_the_second_encoding_and_keep
     assert number not in set(m.read_retained(home, CARDIFF)["nhs_number"])
     incoming = [t for t in transfers.listed(home, VALE) if t.direction == "in" and t.other_la == CARDIFF]
     assert [transfers.open_incoming(home, VALE, t.transfer_id)["nhs_number"] for t in incoming] == [number]
+
+
+def test_a_lone_mover_with_a_rare_name_is_found_and_one_with_a_common_name_is_only_noted(tmp_path: Path) -> None:
+    # Two Cardiff children on none of its registers moved alone from the Vale since its census, and
+    # neither has a middle name: names, date of birth and sex agree with their old census records,
+    # the postcode does not, exactly as for a namesake born the same day. Ffraid Prydderch's names
+    # are rare in Cardiff's registers (linkage.rare): she is found and transferred. Oliver Jones's
+    # are not: he stays on the list, noted "possibly on the Vale's register", as without the rule.
+    settings = load_settings(tmp_path / "home", environ={})
+    home = open_home(settings)
+    sims = {s.la_code: s for s in simulate_las([VALE, CARDIFF], children=500, seed=12, year_start=2026, cross_la_rate=0.0)}
+    truth = sims[CARDIFF].truth
+    extract = sims[CARDIFF].extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
+    nowhere = set(truth.loc[(truth["registers"] == "") & (truth["restricted"] == "N"), "nhs_number"])
+    rows = np.flatnonzero(extract["nhs_number"].isin(nowhere).to_numpy())[:2]
+    people = [["Ffraid", "", "Prydderch", "2014-09-03", "F"], ["Oliver", "", "Jones", "2013-02-11", "M"]]
+    for row, person in zip(rows, people, strict=True):
+        extract.loc[row, ["forename", "middle_names", "surname", "dob", "sex"]] = person
+    rare, common = (str(extract.loc[r, "nhs_number"]) for r in rows)
+    census = sims[VALE].registers["school_census"]
+    old = pd.concat([census.iloc[[0]].assign(record_id=f"A014999999{i}", forename=p[0], middle_names="", surname=p[2],
+                                             dob=p[3], sex=p[4], address=f"{7 + i} Heol Fawr, Barry", postcode="CF62 7AB")
+                     for i, p in enumerate(people)], ignore_index=True)
+    registers = {VALE: {**sims[VALE].registers, "school_census": pd.concat([census, old], ignore_index=True)},
+                 CARDIFF: sims[CARDIFF].registers}
+    jones = (registers[CARDIFF]["school_census"]["surname"] == "Jones").mean()
+    assert jones > 0.03  # Jones is common in Cardiff's registers, as in Wales
+    for la, own_extract in ((VALE, sims[VALE].extract[list(HEALTH_EXTRACT)].reset_index(drop=True)), (CARDIFF, extract)):
+        for source, frame in registers[la].items():
+            replace_register(home.store(la), la, source, frame, as_of=TODAY)
+        delivery = f"D20261001-{la}-0000cafe"
+        m.stage_delivery(home, la, delivery, own_extract)
+        outcomes = matching.match_registers(matching.health_to_canonical(own_extract), {
+            s: matching.register_to_canonical(f) for s, f in registers[la].items()})
+        m.minimise(home, la, delivery, "manual__round", outcomes, today=TODAY)
+    assert {rare, common} <= set(m.read_retained(home, CARDIFF, outcome="unmatched")["nhs_number"])
+
+    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="rare")}
+    assert results[CARDIFF].found_in == {VALE: 1} and results[CARDIFF].possible_in == {VALE: 1}
+    held = set(m.read_retained(home, CARDIFF)["nhs_number"])
+    assert rare not in held and common in held
+    incoming = [t for t in transfers.listed(home, VALE) if t.direction == "in" and t.other_la == CARDIFF]
+    assert [transfers.open_incoming(home, VALE, t.transfer_id)["nhs_number"] for t in incoming] == [rare]
+
+
+def test_rare_names_are_judged_on_the_las_own_register_names() -> None:
+    registers = pd.DataFrame({"forename": ["Oliver"] * 30 + ["Mia"] * 20 + [f"Name{i}" for i in range(950)],
+                              "surname": ["Jones"] * 60 + [f"Surname{i}" for i in range(940)]})
+    children = pd.DataFrame({"forename": ["Oliver", "Ffraid", "Ffraid", "", "OLIVER"],
+                             "surname": ["Jones", "Prydderch", "Jones", "Prydderch", "Prydderch"]})
+    # Oliver Jones: 3% x 6%; Ffraid Prydderch: unseen, so 1/1001 each; Ffraid Jones: 0.1% x 6%;
+    # no forename: never rare; OLIVER Prydderch: the same Oliver (normalised), 3.1% x 0.1%.
+    assert rare_names(children, registers).tolist() == [False, True, False, False, False]
+    assert rare_names(children.iloc[:0], registers).tolist() == []

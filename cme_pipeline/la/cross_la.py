@@ -38,6 +38,7 @@ from cme_pipeline.linkage import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_MIDDLE_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_RARE_THRESHOLD,
     DEFAULT_THRESHOLD,
     DEFAULT_UNIQUE_THRESHOLD,
     MIDDLE_ENCODING,
@@ -46,6 +47,7 @@ from cme_pipeline.linkage import (
     encode,
     encode_middle,
     household_labels,
+    rare_names,
     run_linkage_unit,
 )
 from cme_pipeline.store import follow_up as fstore
@@ -78,8 +80,9 @@ class CrossLaResult:
         return sum(self.found_in.values()) + sum(self.moved_to.values())
 
 
-def _register_records(home: Home, la_code: str) -> pd.DataFrame:
-    """The LA's register records its own latest run did not match to a child of its extract.
+def _register_records(home: Home, la_code: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The LA's register records its own latest run did not match to a child of its extract, and
+    the names of all its register records (its name frequencies, ``linkage.rare``).
 
     A matched record is a pupil living here; leaving them out keeps another LA's child who only
     shares their name and date of birth from being "found", and keeps them out of the check.
@@ -87,11 +90,14 @@ def _register_records(home: Home, la_code: str) -> pd.DataFrame:
     engine = home.store(la_code)
     with engine.connect() as conn:
         taken = claimed(conn, la_code)
-    frames = []
+    frames, names = [], []
     for source, frame in load_registers(engine, la_code).items():
         free = [(source, str(r)) not in taken for r in frame["record_id"]]
         frames.append(frame.loc[free].reindex(columns=[*_PERSON, "address"]))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*_PERSON, "address"])
+        names.append(frame.reindex(columns=["forename", "surname"]))
+    if not frames:
+        return pd.DataFrame(columns=[*_PERSON, "address"]), pd.DataFrame(columns=["forename", "surname"])
+    return pd.concat(frames, ignore_index=True), pd.concat(names, ignore_index=True)
 
 
 def check_round(
@@ -101,6 +107,7 @@ def check_round(
     household_threshold: float | None = DEFAULT_HOUSEHOLD_THRESHOLD,
     unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD,
     middle_threshold: float | None = DEFAULT_MIDDLE_THRESHOLD,
+    rare_threshold: float | None = DEFAULT_RARE_THRESHOLD,
 ) -> list[CrossLaResult]:
     """Look for each LA's unmatched children on the other LAs' registers; remove those found.
 
@@ -124,6 +131,9 @@ def check_round(
         middle_threshold: from here a child with a middle name also counts as found when its
             second encoding (``linkage.middle``: no postcode) agrees with a register record's;
             None: no second encodings are made.
+        rare_threshold: from here a child whose surname and forename are both rare in its LA's
+            registers (``linkage.rare``) also counts as found: names, date of birth and sex agree,
+            and a namesake born the same day is improbable; None: no such evidence.
         round_id: the check's id (default: a fresh one); names its secret and ledger run id.
     """
     today = today or dt.date.today()
@@ -136,11 +146,14 @@ def check_round(
         hasher = token_hasher(home.keys, round_id)
         second = token_hasher(home.keys, round_id, MIDDLE_ENCODING) if middle_threshold is not None else None
         q_parts, q_party, t_parts, t_party, q_group, t_group, q_tags, q_day = [], [], [], [], [], [], [], []
+        q_rare: list[np.ndarray] = []
         m_rows, m_queries, m_targets, m_party = [], [], [], []
         offset = 0
         for i, code in enumerate(parties):
+            registers, names = _register_records(home, code)
             if code in la_codes:
                 held = read_retained(home, code, outcome="unmatched", today=today)
+                q_rare.append(rare_names(held, names))
                 queries.append((code, list(zip(held["delivery_id"], held["health_record_id"], strict=True)), held))
                 person = held.reindex(columns=list(_PERSON))
                 q_parts.append(encode(person, hasher, config))
@@ -154,7 +167,6 @@ def check_round(
                 q_tags.append(hasher.tags([str(v) for v in held["nhs_number"]]))
                 q_day.append(np.array([_extract_day(d) for d in held["delivery_id"]], dtype=np.int64))
             if code in (register_las or la_codes):
-                registers = _register_records(home, code)
                 t_parts.append(encode(registers, hasher, config))
                 if second is not None:
                     rows, encodings = encode_middle(registers, second)
@@ -162,7 +174,7 @@ def check_round(
                     m_party.append(np.full(len(rows), i, dtype=np.int64))
                 t_party.append(np.full(len(registers), i, dtype=np.int64))
                 t_group.append(household_labels(registers["address"], registers["postcode"]))
-                del registers
+            del registers, names
         del hasher, second
     finally:
         destroy_round_secret(home.keys, round_id)  # no encoding can be made or compared again
@@ -182,9 +194,11 @@ def check_round(
                              unique=unique_threshold is not None)
     del q_parts, t_parts, q_tags, m_queries, m_targets
     rules = (threshold, unique_threshold, middle_threshold)
-    hits = {q: (parties[p], sure) for q, p, sure
-            in zip(found.query.tolist(), found.found_party(*rules).tolist(), found.confirmed(*rules).tolist(),
-                   strict=True)}
+    sure = found.confirmed(*rules)
+    if rare_threshold is not None:  # the LA's own judgement: the unit never learns which names are rare
+        sure = sure | (np.concatenate(q_rare)[found.query] & (found.dice >= rare_threshold))
+    hits = {q: (parties[p], bool(s)) for q, p, s
+            in zip(found.query.tolist(), found.found_party(*rules).tolist(), sure.tolist(), strict=True)}
     moves = {} if found.moved is None or found.moved_party is None else {
         q: parties[p] for q, p in zip(found.moved.tolist(), found.moved_party.tolist(), strict=True)}
     results, offset = [], 0

@@ -12,6 +12,7 @@ from cme_pipeline.linkage.middle import (
     MiddleEncodings,
     encode_middle,
 )
+from cme_pipeline.linkage.rare import DEFAULT_RARE_THRESHOLD, rare_names
 from cme_pipeline.linkage.unit import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
@@ -22,6 +23,7 @@ from cme_pipeline.linkage.unit import (
     run_linkage_unit,
 )
 
-__all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_MIDDLE_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD", "DEFAULT_THRESHOLD",
+__all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_MIDDLE_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD",
+           "DEFAULT_RARE_THRESHOLD", "DEFAULT_THRESHOLD",
            "DEFAULT_UNIQUE_THRESHOLD", "MIDDLE_ENCODING", "ClkConfig", "Found", "MiddleEncodings", "encode",
-           "encode_middle", "household_labels", "link_encodings", "run_linkage_unit"]
+           "encode_middle", "household_labels", "link_encodings", "rare_names", "run_linkage_unit"]
