@@ -151,7 +151,8 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
                                        for _, g in queries.groupby("party", sort=False)]),
         "target_group": np.concatenate([household_labels(g["address"], g["postcode"])
                                         for _, g in targets.groupby("party", sort=False)])}
-    lowest = threshold if unique_threshold is None else min(threshold, unique_threshold)
+    # as la/cross_la.py: the unit answers every pair from the note band up
+    lowest = min(DEFAULT_POSSIBLE_THRESHOLD, threshold, threshold if unique_threshold is None else unique_threshold)
     found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), lowest,
                              **groups, **moves, middle=middle,
                              middle_threshold=middle_threshold or DEFAULT_MIDDLE_THRESHOLD,

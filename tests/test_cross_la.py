@@ -607,11 +607,11 @@ def test_a_lone_mover_with_a_rare_name_is_found_and_one_with_a_common_name_is_on
 
 
 def test_rare_names_are_judged_on_the_las_own_register_names() -> None:
-    registers = pd.DataFrame({"forename": ["Oliver"] * 30 + ["Mia"] * 20 + [f"Name{i}" for i in range(950)],
+    registers = pd.DataFrame({"forename": ["Oliver"] * 40 + ["Mia"] * 10 + [f"Name{i}" for i in range(950)],
                               "surname": ["Jones"] * 60 + [f"Surname{i}" for i in range(940)]})
     children = pd.DataFrame({"forename": ["Oliver", "Ffraid", "Ffraid", "", "OLIVER"],
                              "surname": ["Jones", "Prydderch", "Jones", "Prydderch", "Prydderch"]})
-    # Oliver Jones: 3% x 6%; Ffraid Prydderch: unseen, so 1/1001 each; Ffraid Jones: 0.1% x 6%;
-    # no forename: never rare; OLIVER Prydderch: the same Oliver (normalised), 3.1% x 0.1%.
+    # Oliver Jones: 4% x 6%; Ffraid Prydderch: unseen, so 1/1001 each (1e-6); Ffraid Jones: 0.1% x
+    # 6%; no forename: never rare; OLIVER Prydderch: the same Oliver (normalised), 4% x 0.1%.
     assert rare_names(children, registers).tolist() == [False, True, False, False, False]
     assert rare_names(children.iloc[:0], registers).tolist() == []

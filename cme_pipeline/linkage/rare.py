@@ -21,15 +21,17 @@ import pandas as pd
 
 from cme_pipeline.matching.normalise import given_key, map_unique, surname_key
 
-# Calibrated on three all-Wales seeds of the simulator's 2020 names (benchmarks/cross_la.py,
-# benchmarks/README.md): the best pair of a child on no register scored 0.765-0.781 whatever the
-# name; 0.80 keeps a margin of about 0.02, the one BLIP and the per-check secret move scores by.
+# Calibrated on all-Wales simulations (benchmarks/cross_la.py, benchmarks/README.md): the best pair
+# of a child on no register scored 0.765-0.781 on three seeds of the simulator's 2020 names; from
+# 0.78 one such child with a rare name was removed on the held-out seed, from 0.80 none, on either
+# names, under two secrets each.
 DEFAULT_RARE_THRESHOLD = 0.80
-# Surname share x forename share at or below which a name is rare. At 1e-5 a child's expected
-# namesakes born the same day, of its sex, among the about 9 encoded register records per day and
-# sex of all of Wales, are at most 1e-4: Jones (5.4%) is never rare, nor is a common forename with
-# a surname over 0.05%.
-RARE_NAME_SHARE = 1e-5
+# Surname share x forename share at or below which a name is rare: a child's expected namesakes
+# born the same day, of its sex, among the about 9 encoded register records per day and sex of all
+# of Wales, are then at most 3e-4. A Jones (5.4%) is rare only with a forename under 0.06% of the
+# registers; a forename of 2% only with a surname under 0.15%. On the 1830s names (34 times as
+# many namesakes) it removed no child on no register (1e-4 removed one; any name, ten).
+RARE_NAME_SHARE = 3e-5
 
 
 def rare_names(children: pd.DataFrame, population: pd.DataFrame, limit: float = RARE_NAME_SHARE) -> np.ndarray:
