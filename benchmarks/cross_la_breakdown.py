@@ -30,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cross_la import middle_by_party
+from cross_la import middle_by_party, rare_by_party
 
 from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
 from cme_pipeline.home import open_keystore
 from cme_pipeline.linkage import (
     DEFAULT_MIDDLE_THRESHOLD,
     DEFAULT_POSSIBLE_THRESHOLD,
+    DEFAULT_RARE_THRESHOLD,
     DEFAULT_THRESHOLD,
     DEFAULT_UNIQUE_THRESHOLD,
     MIDDLE_ENCODING,
@@ -94,6 +95,8 @@ def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
     best[found.query] = found.dice
     removed = np.zeros(len(queries), dtype=bool)
     removed[found.query[found.confirmed(DEFAULT_THRESHOLD, DEFAULT_UNIQUE_THRESHOLD)]] = True
+    rare = rare_by_party(queries, targets)  # linkage.rare, judged as benchmarks/cross_la.py does
+    removed[found.query[rare[found.query] & (found.dice >= DEFAULT_RARE_THRESHOLD)]] = True
     second = link_encodings(middle.queries, queries["party"].to_numpy()[middle.query_rows], middle.targets,
                             middle.target_party, threshold=DEFAULT_MIDDLE_THRESHOLD, unique_margin=None)
     removed[middle.query_rows[second.query]] = True
@@ -117,6 +120,7 @@ def _area(postcodes: pd.Series) -> np.ndarray:
 def breakdown(queries: pd.DataFrame, targets: pd.DataFrame, households: bool = True) -> None:
     """Print the breakdown of the children left on the lists who are on some Welsh register."""
     best, removed, true = best_dice(queries, targets, households)
+    rare = rare_by_party(queries, targets)
     cross = (queries["other_la"] != "").to_numpy()
     own = queries["own_register"].to_numpy()
     none = ~cross & ~own
@@ -142,13 +146,15 @@ def breakdown(queries: pd.DataFrame, targets: pd.DataFrame, households: bool = T
     enc["middle"] = has_middle(enc)
     record = targets.drop_duplicates("nhs_number").set_index("nhs_number")["postcode"]
     enc["other_area"] = _area(enc["postcode"]) != _area(enc["nhs_number"].map(record))
+    enc["common"] = ~rare[enc.index.to_numpy()]
     for moved, label in ((False, "schooled across the border"), (True, "moved since the census")):
         g = enc[(enc["moved"] == moved).to_numpy() & ~lsh]
         gband = (g["best"] >= DEFAULT_POSSIBLE_THRESHOLD).to_numpy()
         print(f"      {label}: {len(g)} (note band {int(gband.sum())}, below it {int((~gband).sum())}; "
               f"the only child of its household on the list: {int(g['alone'].sum())}, of whom with a middle "
               f"name {int((g['alone'] & g['middle']).sum())}, and of those in another postcode area there "
-              f"{int((g['alone'] & g['middle'] & g['other_area']).sum())})")
+              f"{int((g['alone'] & g['middle'] & g['other_area']).sum())}; with names not rare here "
+              f"(linkage.rare) {int(g['common'].sum())})")
         kinds: Counter[str] = Counter()
         for labels in g["labels"]:
             s = set(labels)
@@ -165,6 +171,7 @@ def breakdown(queries: pd.DataFrame, targets: pd.DataFrame, households: bool = T
           f"({int(band.sum())} of them on another LA's), "
           f"{int(((best >= DEFAULT_POSSIBLE_THRESHOLD) & left & none).sum())} on no register")
     namesakes(queries[none], targets)
+    print(f"  of the children on no register, names rare here (linkage.rare): {rare[none].mean():.3f}")
 
 
 def namesakes(children: pd.DataFrame, targets: pd.DataFrame) -> None:
