@@ -1,8 +1,8 @@
 """Rare names: an LA's own evidence that names and date of birth agreeing mean the same child.
 
 A pair whose names, date of birth and sex agree but whose postcode does not scores from about
-0.78 up to ``unit.DEFAULT_THRESHOLD``: a child who moved since the other LA's census, or a
-namesake born the same day. When the child's surname and forename are both rare, a namesake born
+0.74 to 0.85, below ``unit.DEFAULT_THRESHOLD``: a child who moved since the other LA's census, or
+a namesake born the same day. When the child's surname and forename are both rare, a namesake born
 the same day among the other LAs' encoded register records is improbable, so such a pair counts
 as found from ``DEFAULT_RARE_THRESHOLD``. This is frequency-based matching (Winkler 1989,
 "Frequency-based matching in Fellegi-Sunter model of record linkage"): agreement on a rare value
@@ -22,7 +22,7 @@ import pandas as pd
 from cme_pipeline.matching.normalise import given_key, map_unique, surname_key
 
 # Calibrated on all-Wales simulations (benchmarks/cross_la.py, benchmarks/README.md): the best pair
-# of a child on no register scored 0.765-0.781 on three seeds of the simulator's 2020 names; from
+# of a child on no register scored 0.765-0.786 on three seeds of the simulator's 2020 names; from
 # 0.78 one such child with a rare name was removed on the held-out seed, from 0.80 none, on either
 # names, under two secrets each.
 DEFAULT_RARE_THRESHOLD = 0.80
