@@ -88,6 +88,20 @@ def test_partner_package_puts_a_delivery_in_the_inbox(
     assert printed.parent == tmp_path / "h" / "la" / "W06000015" / "inbox" and printed.is_file()
 
 
+def test_simulate_names_chooses_the_name_frequencies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jones = {}
+    for names in ("2020", "1830s"):
+        home = tmp_path / names
+        assert main(["--home", str(home), "simulate", "--la", "W06000002", "--children", "1500", "--seed", "4",
+                     "--names", names]) == 0
+        census = load_registers(open_home(load_settings(home, environ={})).store("W06000002"), "W06000002")["school_census"]
+        jones[names] = float((census["surname"].str.upper() == "JONES").mean())
+    assert jones["2020"] < 0.08 < 0.11 < jones["1830s"]  # 5.4% against 14% (register noise aside)
+    with pytest.raises(SystemExit) as refused:  # argparse: a usage line and exit status 2
+        main(["--home", str(tmp_path / "x"), "simulate", "--la", "W06000002", "--names", "1900s"])
+    assert refused.value.code == 2 and "--names: invalid choice: '1900s'" in capsys.readouterr().err
+
+
 def test_simulate_hard_reaches_the_simulator(tmp_path: Path) -> None:
     # The same seed with --hard: the same children (NHS numbers) in harder families, so the
     # registers' people differ; the partner's truth keeps its columns.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 from cme_pipeline.areas import parse_la_codes
 from cme_pipeline.config import Settings
@@ -13,6 +14,7 @@ from cme_pipeline.progress import say
 from cme_pipeline.simulate import DEFAULT_SEED, NoiseConfig
 from cme_pipeline.simulate.cross_la import CROSS_LA_RATE
 from cme_pipeline.simulate.la import RESTRICTED_RATE
+from cme_pipeline.simulate.population import NAME_FREQUENCIES
 from cme_pipeline.simulate.wales import SimulationSummary, simulate_to_home
 from cme_pipeline.simulate.witness import witness_embedded
 
@@ -28,6 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--hard", action="store_true",
                    help="harder families: triplets, shared initials, namesakes in the street, registers a term "
                         "old (docs/simulator.md)")
+    p.add_argument("--names", choices=NAME_FREQUENCIES,
+                   help="name frequencies: 2020 (Jones 5.4%%; the default) or 1830s (Jones 14%%, 39 given names "
+                        "per sex, 34 times the namesakes; the default with --hard) (docs/simulator.md)")
     p.add_argument("--restricted-rate", type=float, default=RESTRICTED_RATE,
                    help="share of households the NHS marks restricted: delivered without address, postcode "
                         f"or GP practice (default {RESTRICTED_RATE})")
@@ -61,12 +66,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"register; delivery {s.delivery} in its inbox ({time.monotonic() - start:.1f}s)"
         )
 
+    noise = NoiseConfig().scaled(args.noise_scale)
+    noise = noise.hard() if args.hard else noise
+    if args.names is not None:
+        noise = replace(noise, families=replace(noise.families, names=args.names))
     summaries = simulate_to_home(
         settings,
         codes,
         children=args.children,
         seed=args.seed,
-        noise=NoiseConfig().scaled(args.noise_scale).hard() if args.hard else NoiseConfig().scaled(args.noise_scale),
+        noise=noise,
         year_start=args.year,
         on_la=report,
         restricted_rate=args.restricted_rate,
