@@ -233,7 +233,7 @@ def calibrate_unique(queries: pd.DataFrame, targets: pd.DataFrame, secrets: int 
             print(f"secret {k}, margin {margin:.2f}: unrivalled pairs of children on no register, best Dice: "
                   f"{np.round(top, 3).tolist()}; children on no register removed by Dice >= {DEFAULT_THRESHOLD}: "
                   f"{int((by_dice & none).sum())}, by households: {int((sure & ~by_dice & none).sum())}")
-            for th in (0.68, 0.70, 0.72, 0.74, 0.76, 0.78):
+            for th in (0.76, 0.78, 0.80, 0.82, 0.84, 0.86, 0.87, 0.88):
                 hit = sure | (alone >= th)
                 print(f"  unique from {th:.2f}: share truly on no register after {none[~hit].mean():.4f}; found "
                       f"{hit[cross].mean():.4f} of those on another LA's register; {int((hit & none).sum())} on no "
