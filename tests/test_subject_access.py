@@ -31,8 +31,10 @@ from cme_pipeline.la.minimise import read_retained
 from cme_pipeline.la.subject_access import AmbiguousRequest, find_records, fold_name, parse_request
 from cme_pipeline.nhs_number import format_334, generate_test_numbers
 from cme_pipeline.pipeline import steps
+from cme_pipeline.simulate import NoiseConfig
 from cme_pipeline.simulate.la import SimulatedLA, simulate_la
 from cme_pipeline.simulate.package import package_extract
+from cme_pipeline.simulate.population import FamilyConfig
 from cme_pipeline.store import replace_register
 
 LA = "W06000015"
@@ -42,9 +44,12 @@ NEVER = {"forename": "Zebedee", "surname": "Quillfeather-Ystrad", "dob": "2015-0
 
 
 def _run(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> SimulatedLA:
-    """Registers and one delivery of 300 children, run through every matching step in-process."""
+    """Registers and one delivery of 300 children, run through every matching step in-process.
+
+    On the 1830s name tables: namesakes common enough that so small a run sends a child to review
+    (a `possible` record), which the requests below need."""
     monkeypatch.setenv("CME_HOME", str(settings.home))
-    sim = simulate_la(LA, 300, SEED)
+    sim = simulate_la(LA, 300, SEED, noise=NoiseConfig(families=FamilyConfig(names="1830s")))
     engine = open_home(settings).store(LA)
     for source, frame in sim.registers.items():
         replace_register(engine, LA, source, frame, as_of=dt.date.today())
