@@ -204,3 +204,12 @@ def test_end_to_end_a_run_then_every_finding_then_evidence_and_the_report(
     assert 'data-figure="follow_up_resolved">7<' in report
     assert 'data-figure="follow_up:confirmed missing education, added to the CME register">1<' in report
     assert read_state(RunPaths(settings, la, run_id))["completed"]
+
+
+def test_a_note_reads_as_words_and_a_possible_match_elsewhere_names_the_la_to_call() -> None:
+    assert follow_up.note_label("under_enquiry") == "still under enquiry"
+    assert follow_up.note_label("other_la_register") == "on another Welsh LA's register (cross-LA check)"
+    assert follow_up.note_label("possibly_on_W06000014") == (
+        "possibly on the register of Vale of Glamorgan (W06000014): ask its CME officer first")
+    assert follow_up.note_label("possibly_on_E09000001") == (  # not a Welsh code: no name invented
+        "possibly on the register of another Welsh LA (E09000001): ask its CME officer first")

@@ -33,6 +33,7 @@ from cme_pipeline import evidence
 from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
 from cme_pipeline.home import Home
 from cme_pipeline.la import transfers
+from cme_pipeline.la.follow_up import POSSIBLE_NOTE
 from cme_pipeline.la.minimise import read_retained
 from cme_pipeline.linkage import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
@@ -59,7 +60,6 @@ from cme_pipeline.store.registers import load_registers
 OUTCOME = "other_la_register"  # the follow-up outcome a child found elsewhere is resolved with
 MOVED_OUTCOME = "other_la_extract"  # ... and one now on another LA's later GP extract (moved there)
 RUN_PREFIX = evidence.CROSS_LA_RUN_PREFIX
-POSSIBLE_NOTE = "possibly_on_"  # + the other LA's code: the officer's first call is to that LA
 _PERSON = ("forename", "middle_names", "surname", "dob", "sex", "postcode")
 
 

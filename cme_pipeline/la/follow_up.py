@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cme_pipeline import evidence
+from cme_pipeline.areas import LA_NAMES
 from cme_pipeline.errors import UsageError
 from cme_pipeline.evidence.report import FollowUpSummary
 from cme_pipeline.home import Home
@@ -55,11 +56,22 @@ CHECK_OUTCOMES: dict[str, str] = {
     "matched_later_extract": "on a register at this LA's later GP extract (its own run)",
 }
 LABELS: dict[str, str] = OUTCOMES | CHECK_OUTCOMES
+# The cross-LA check's note on a child it only possibly found elsewhere: + that LA's code.
+POSSIBLE_NOTE = "possibly_on_"
 KEEPS = frozenset({"under_enquiry"})  # the child stays held
 DECISION_COLUMNS = ("ref", "outcome")
 # Welsh Government guidance expects initial checks within 20 school days.
 INITIAL_CHECK_SCHOOL_DAYS = 20
 AGE_BANDS = ((0, 20, "up to 20 school days"), (21, 40, "21 to 40 school days"), (41, 10**6, "more than 40 school days"))
+
+
+def note_label(note: str) -> str:
+    """The words for a held child's note: an officer's finding, or the cross-LA check's "possibly
+    on another LA's register", naming that LA, whose CME officer is the first call."""
+    if note.startswith(POSSIBLE_NOTE):
+        code = note.removeprefix(POSSIBLE_NOTE)
+        return f"possibly on the register of {LA_NAMES.get(code, 'another Welsh LA')} ({code}): ask its CME officer first"
+    return LABELS.get(note, note)
 
 
 def ref_of(delivery_id: str, health_record_id: str) -> str:

@@ -21,6 +21,7 @@ from cme_pipeline.la.follow_up import (
     OUTCOMES,
     FollowUpResult,
     held,
+    note_label,
     parse_decisions,
     record_findings,
     resolve,
@@ -143,7 +144,7 @@ def render(home: Home, base: str, today: dt.date, answer: Answer | None = None) 
         body.append(f"<h3>Held on {esc(today.isoformat())}: {len(children)}</h3>")
         body.append(table(["ref", "outcome", "retained until", "follow-up note"], [
             cells(c.ref, c.outcome, c.retention_expiry.isoformat(),
-                  f"{OUTCOMES.get(c.note, c.note)} ({c.noted_on.isoformat()})" if c.note and c.noted_on else c.note)
+                  f"{note_label(c.note)} ({c.noted_on.isoformat()})" if c.note and c.noted_on else note_label(c.note))
             for c in children]))
     return page(TITLE, "".join(body))
 
