@@ -59,8 +59,8 @@ def matched_delivery() -> MatchedDelivery:
     delivery = _match(300, 3)
     counts = delivery.outcomes["outcome"].value_counts()
     if counts.get("possible", 0) == 0:  # the tests need every band; send one match to review
-        first_matched = delivery.outcomes.index[delivery.outcomes["outcome"] == "matched"][-1]
-        delivery.outcomes.loc[first_matched, "outcome"] = "possible"  # with its candidate, as a real one has
+        last_matched = delivery.outcomes.index[delivery.outcomes["outcome"] == "matched"][-1]
+        delivery.outcomes.loc[last_matched, "outcome"] = "possible"  # with its candidate, as a real one has
     assert {"matched", "possible", "unmatched"} <= set(delivery.outcomes["outcome"])
     return delivery
 
