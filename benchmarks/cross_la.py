@@ -153,6 +153,7 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
                                         for _, g in targets.groupby("party", sort=False)])}
     # as la/cross_la.py: the unit answers every pair from the note band up
     lowest = min(DEFAULT_POSSIBLE_THRESHOLD, threshold, threshold if unique_threshold is None else unique_threshold)
+    rare = None if rare_threshold is None else rare_by_party(queries, targets, rare_share)  # timed: the check does it
     found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), lowest,
                              **groups, **moves, middle=middle,
                              middle_threshold=middle_threshold or DEFAULT_MIDDLE_THRESHOLD,
@@ -160,8 +161,8 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     hit = np.zeros(len(queries), dtype=bool)
     sure = found.confirmed(threshold, unique_threshold, middle_threshold)
-    if rare_threshold is not None:
-        sure = sure | (rare_by_party(queries, targets, rare_share)[found.query] & (found.dice >= rare_threshold))
+    if rare is not None and rare_threshold is not None:
+        sure = sure | (rare[found.query] & (found.dice >= rare_threshold))
     hit[found.query[sure]] = True
     return wall, cpu, hit
 

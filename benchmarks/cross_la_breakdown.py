@@ -72,10 +72,10 @@ def _keys(frame: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
-              households: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def best_dice(queries: pd.DataFrame, targets: pd.DataFrame, households: bool,
+              rare: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best Dice of each query at the linkage unit, whether the check removes it (Dice or a
-    household, or its second encoding), and the Dice of each query's true register record (exact, no
+    household, its second encoding, or a name ``rare`` marks rare), and the Dice of each query's true register record (exact, no
     LSH; NaN when that record is not encoded)."""
     with tempfile.TemporaryDirectory() as keys_dir:
         keys = open_keystore(f"file:{keys_dir}")
@@ -95,7 +95,6 @@ def best_dice(queries: pd.DataFrame, targets: pd.DataFrame,
     best[found.query] = found.dice
     removed = np.zeros(len(queries), dtype=bool)
     removed[found.query[found.confirmed(DEFAULT_THRESHOLD, DEFAULT_UNIQUE_THRESHOLD)]] = True
-    rare = rare_by_party(queries, targets)  # linkage.rare, judged as benchmarks/cross_la.py does
     removed[found.query[rare[found.query] & (found.dice >= DEFAULT_RARE_THRESHOLD)]] = True
     second = link_encodings(middle.queries, queries["party"].to_numpy()[middle.query_rows], middle.targets,
                             middle.target_party, threshold=DEFAULT_MIDDLE_THRESHOLD, unique_margin=None)
@@ -119,8 +118,8 @@ def _area(postcodes: pd.Series) -> np.ndarray:
 
 def breakdown(queries: pd.DataFrame, targets: pd.DataFrame, households: bool = True) -> None:
     """Print the breakdown of the children left on the lists who are on some Welsh register."""
-    best, removed, true = best_dice(queries, targets, households)
-    rare = rare_by_party(queries, targets)
+    rare = rare_by_party(queries, targets)  # linkage.rare, judged as benchmarks/cross_la.py does
+    best, removed, true = best_dice(queries, targets, households, rare)
     cross = (queries["other_la"] != "").to_numpy()
     own = queries["own_register"].to_numpy()
     none = ~cross & ~own
