@@ -50,15 +50,17 @@ from cme_pipeline.linkage import (
     MIDDLE_ENCODING,
     ClkConfig,
     MiddleEncodings,
+    PreviousEncodings,
     encode,
     encode_middle,
+    encode_previous,
     household_labels,
     link_encodings,
     rare_names,
     run_linkage_unit,
 )
 from cme_pipeline.linkage.rare import RARE_NAME_SHARE
-from cme_pipeline.schemas import HEALTH_EXTRACT
+from cme_pipeline.schemas import HEALTH_EXTRACT, PREVIOUS_POSTCODE
 from cme_pipeline.simulate.la import DEFAULT_SEED
 from cme_pipeline.simulate.wales import simulate_las
 
@@ -76,7 +78,7 @@ def prepare(children: int | None, seed: int = DEFAULT_SEED) -> tuple[pd.DataFram
             {s: matching.register_to_canonical(f) for s, f in sim.registers.items()},
         )
         unmatched = (outcomes["outcome"] == "unmatched").to_numpy()
-        q = extract.loc[unmatched, [*PERSON, "address_line1", "nhs_number"]].reset_index(drop=True)
+        q = extract.loc[unmatched, [*PERSON, "address_line1", "nhs_number", PREVIOUS_POSTCODE]].reset_index(drop=True)
         q = q.rename(columns={"address_line1": "address"})
         t = sim.truth.loc[unmatched].reset_index(drop=True)
         q["party"], q["la_code"], q["other_la"], q["own_register"] = i, sim.la_code, t["other_la"], t["registers"] != ""
@@ -118,6 +120,20 @@ def middle_by_party(queries: pd.DataFrame, targets: pd.DataFrame, hasher: TokenH
     return MiddleEncodings(np.concatenate(rows), np.concatenate(q_parts), np.concatenate(t_parts), np.concatenate(t_party))
 
 
+def previous_by_party(queries: pd.DataFrame, hasher: TokenHasher) -> PreviousEncodings | None:
+    """The encodings with the previous postcode (``linkage.previous``) each LA makes, as
+    ``la/cross_la.py`` sends them; None when no query has one (frames cached before it existed)."""
+    if PREVIOUS_POSTCODE not in queries:
+        return None
+    rows, parts, offset = [], [], 0
+    for _, g in queries.groupby("party", sort=False):
+        r, e = encode_previous(g[[*PERSON, PREVIOUS_POSTCODE]], hasher)
+        rows.append(r + offset)
+        parts.append(e)
+        offset += len(g)
+    return PreviousEncodings(np.concatenate(rows), np.concatenate(parts))
+
+
 def _cpu() -> float:
     """CPU seconds of this process and its finished children (the linkage unit)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -129,7 +145,7 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
                unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD,
                middle_threshold: float | None = DEFAULT_MIDDLE_THRESHOLD,
                rare_threshold: float | None = DEFAULT_RARE_THRESHOLD,
-               rare_share: float = RARE_NAME_SHARE) -> tuple[float, float, np.ndarray]:
+               rare_share: float = RARE_NAME_SHARE, previous: bool = True) -> tuple[float, float, np.ndarray]:
     """One timed check: encode everything under a fresh secret, link at the unit; (wall s, CPU s, found).
 
     Rare names (``linkage.rare``) are judged, for each LA, on its unmatched children and unmatched
@@ -142,6 +158,7 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
     q_clk, t_clk = by_party(queries, hasher), by_party(targets, hasher)
     middle = None if middle_threshold is None else middle_by_party(
         queries, targets, token_hasher(keys, "bench", MIDDLE_ENCODING))
+    second_look = previous_by_party(queries, hasher) if previous else None
     moves = {} if not households or "nhs_number" not in queries else {  # one round: no moves, the cost only
         "query_tags": hasher.tags([str(v) for v in queries["nhs_number"]]),
         "query_day": np.full(len(queries), 20261001, dtype=np.int64)}
@@ -157,7 +174,7 @@ def check_once(queries: pd.DataFrame, targets: pd.DataFrame, threshold: float,
     found = run_linkage_unit(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), lowest,
                              **groups, **moves, middle=middle,
                              middle_threshold=middle_threshold or DEFAULT_MIDDLE_THRESHOLD,
-                             unique=unique_threshold is not None)
+                             unique=unique_threshold is not None, previous=second_look)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     hit = np.zeros(len(queries), dtype=bool)
     sure = found.confirmed(threshold, unique_threshold, middle_threshold)
@@ -254,6 +271,11 @@ def main() -> None:
                         help="an unrivalled pair counts as found from here (linkage.unique; default: never)")
     parser.add_argument("--no-middle", action="store_true", help="the check without the second encoding (linkage.middle)")
     parser.add_argument("--no-rare", action="store_true", help="the check without the rare-name rule (linkage.rare)")
+    parser.add_argument("--no-previous", action="store_true",
+                        help="the check without the look at the previous postcode (linkage.previous)")
+    parser.add_argument("--previous-share", type=float, default=1.0,
+                        help="the share of the children with a previous postcode whose partner sends it "
+                             "(the rest are sent none: a partner with patchy address history)")
     parser.add_argument("--rare-threshold", type=float, default=DEFAULT_RARE_THRESHOLD)
     parser.add_argument("--rare-share", type=float, default=RARE_NAME_SHARE, help="linkage.rare's RARE_NAME_SHARE")
     parser.add_argument("--calibrate-unique", action="store_true",
@@ -270,6 +292,11 @@ def main() -> None:
             pd.to_pickle((queries, targets), args.cache)
     print(f"prepared in {time.perf_counter() - start:.0f}s: {len(queries)} unmatched children, "
           f"{len(targets)} register records")
+    if PREVIOUS_POSTCODE in queries and args.previous_share < 1.0:
+        sent = np.random.default_rng(0).random(len(queries)) < args.previous_share
+        queries[PREVIOUS_POSTCODE] = queries[PREVIOUS_POSTCODE].where(sent, "")
+    if PREVIOUS_POSTCODE in queries:
+        print(f"children on the lists with a previous postcode: {int((queries[PREVIOUS_POSTCODE] != '').sum())}")
     if args.calibrate_unique:
         calibrate_unique(queries, targets, args.repeats)
         return
@@ -278,7 +305,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as keys_dir:
             wall, cpu, hit = check_once(queries, targets, args.threshold, Path(keys_dir), not args.no_households,
                                         args.unique_threshold, None if args.no_middle else DEFAULT_MIDDLE_THRESHOLD,
-                                        None if args.no_rare else args.rare_threshold, args.rare_share)
+                                        None if args.no_rare else args.rare_threshold, args.rare_share,
+                                        not args.no_previous)
         walls.append(wall)
         cpus.append(cpu)
         on_none = hit & (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()

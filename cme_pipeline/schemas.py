@@ -64,6 +64,11 @@ HEALTH_EXTRACT_FIELDS: Final = (
     # The PDS sensitive ("S") flag: Y, or N/empty. It says something about the child's family
     # (domestic abuse, an adoption), so it is personal data itself.
     Field("restricted"),
+    # The postcode of the child's previous address, when the current one dates from within the
+    # twelve months before the extract (the NHS keeps address history); empty otherwise. A child
+    # who moved since the registers were taken is on them at that address: the cross-LA check
+    # looks for them there too (linkage/previous.py). Empty on a restricted record.
+    Field("previous_postcode", location=True),
 )
 HEALTH_EXTRACT: Final = names(HEALTH_EXTRACT_FIELDS)
 # Required on every record, except the location fields of a restricted one (HEALTH_LOCATION).
@@ -71,11 +76,19 @@ HEALTH_REQUIRED: Final = tuple(f.name for f in HEALTH_EXTRACT_FIELDS if f.requir
 HEALTH_LOCATION: Final = tuple(f.name for f in HEALTH_EXTRACT_FIELDS if f.location)
 HEALTH_ADDRESS_LINES: Final = ("address_line1", "address_line2", "address_line3", "address_line4")
 RESTRICTED: Final = "restricted"
+PREVIOUS_POSTCODE: Final = "previous_postcode"
 RESTRICTED_CODES: Final = ("Y", "N")  # or empty, which means N
-# Schema 2 added ``restricted`` (last, so a record sealed under schema 1 is a prefix of one).
-# Schema 1 deliveries are refused: they cannot say which children must not be placed.
-EXTRACT_SCHEMA_VERSION: Final = "cme-health-extract/2"
-FIELDS_ADDED_SINCE_SCHEMA_1: Final = (RESTRICTED,)
+# Schema 2 added ``restricted``, schema 3 ``previous_postcode`` (each last, so a record sealed
+# under an earlier schema is a prefix of one). Schema 1 deliveries are refused: they cannot say
+# which children must not be placed. Schema 2 deliveries are read as schema 3 with no previous
+# postcodes (a partner not yet sending them loses only the cross-LA check's second look).
+EXTRACT_SCHEMA_VERSION: Final = "cme-health-extract/3"
+FIELDS_ADDED_SINCE_SCHEMA_1: Final = (RESTRICTED, PREVIOUS_POSTCODE)
+# The columns each accepted schema's extract has, in order.
+EXTRACT_SCHEMAS: Final[dict[str, tuple[str, ...]]] = {
+    "cme-health-extract/2": HEALTH_EXTRACT[:-1],
+    EXTRACT_SCHEMA_VERSION: HEALTH_EXTRACT,
+}
 
 
 def is_restricted(value: object) -> bool:

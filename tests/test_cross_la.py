@@ -44,7 +44,9 @@ from cme_pipeline.linkage import (
 )
 from cme_pipeline.linkage.encode import bigrams
 from cme_pipeline.linkage.households import NO_HOUSEHOLD
+from cme_pipeline.linkage.previous import encode_previous
 from cme_pipeline.linkage.unique import unrivalled
+from cme_pipeline.linkage.unit import Found, with_previous
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate.cross_la import NEIGHBOURS, la_rate, plan
 from cme_pipeline.simulate.la import simulate_la
@@ -75,6 +77,18 @@ def test_simulated_children_on_a_neighbours_register_are_on_none_of_their_own() 
     where = register_truth[register_truth["nhs_number"].isin(set(cross["nhs_number"]))]
     placed = where.groupby("nhs_number")["la_code"].agg(set)
     assert all(placed[n] == {o} for n, o in zip(cross["nhs_number"], cross["other_la"], strict=True))
+    # the partner sends a previous postcode for exactly the children who moved: the postcode the
+    # other LA's census holds them at (where that record's postcode has no noise of its own)
+    extract = pd.concat([s.extract for s in sims], ignore_index=True).set_index("nhs_number")
+    previous = extract.loc[truth["nhs_number"], "previous_postcode"].to_numpy()
+    assert ((previous != "") == (truth["reason"] == "other_la:moved").to_numpy()).all()
+    census = pd.concat([s.registers["school_census"].assign(la_code=s.la_code) for s in sims])
+    held = where.merge(census, on=["la_code", "record_id"])
+    clean = held[~held["noise"].str.contains("moved_house|missing_postcode|upper_case")].set_index("nhs_number")
+    moved = cross.loc[cross["reason"] == "other_la:moved", "nhs_number"]
+    moved = moved[moved.isin(clean.index)]
+    assert len(moved) > 20
+    assert (extract.loc[moved, "previous_postcode"] == clean.loc[moved, "postcode"]).all()
     # a border-rich LA sends more of its children than Anglesey, which has one neighbour
     assert la_rate("W06000023", 0.03) > la_rate(CARDIFF, 0.03) > la_rate("W06000001", 0.03)
     sent = plan({"W06000001": 10_000, "W06000002": 10_000}, 0.03)
@@ -526,8 +540,9 @@ def test_a_retained_child_on_another_las_later_extract_is_transferred_there(tmp_
 def _movers_round(tmp_path: Path, people: list[list[str]]) -> tuple[Home, list[str]]:
     """A Vale and Cardiff round in which Cardiff retains, on none of its registers, children who
     moved alone from the Vale since its census: ``people`` (forename, middle names, surname, date
-    of birth, sex) are on Cardiff's extract and on the Vale's census at an old Barry address
-    (CF62, the same postcode area). Returns the home and their NHS numbers."""
+    of birth, sex, and optionally the previous postcode the partner sends) are on Cardiff's
+    extract and on the Vale's census at an old Barry address (CF62 7AB, the same postcode area).
+    Returns the home and their NHS numbers."""
     settings = load_settings(tmp_path / "home", environ={})
     home = open_home(settings)
     sims = {s.la_code: s for s in simulate_las([VALE, CARDIFF], children=500, seed=12, year_start=2026, cross_la_rate=0.0)}
@@ -536,7 +551,8 @@ def _movers_round(tmp_path: Path, people: list[list[str]]) -> tuple[Home, list[s
     nowhere = set(truth.loc[(truth["registers"] == "") & (truth["restricted"] == "N"), "nhs_number"])
     rows = np.flatnonzero(extract["nhs_number"].isin(nowhere).to_numpy())[: len(people)]
     for row, person in zip(rows, people, strict=True):
-        extract.loc[row, ["forename", "middle_names", "surname", "dob", "sex"]] = person
+        extract.loc[row, ["forename", "middle_names", "surname", "dob", "sex"]] = person[:5]
+        extract.loc[row, "previous_postcode"] = person[5] if len(person) > 5 else ""
     census = sims[VALE].registers["school_census"]
     old = pd.concat([census.iloc[[0]].assign(record_id=f"A014999999{i}", forename=p[0], middle_names=p[1], surname=p[2],
                                              dob=p[3], sex=p[4], address=f"{7 + i} Heol Fawr, Barry", postcode="CF62 7AB")
@@ -607,3 +623,46 @@ def test_rare_names_are_judged_on_the_las_own_register_names() -> None:
     # 6%; no forename: never rare; OLIVER Prydderch: the same Oliver (normalised), 4% x 0.1%.
     assert rare_names(children, registers).tolist() == [False, True, False, False, False]
     assert rare_names(children.iloc[:0], registers).tolist() == []
+
+
+def test_a_lone_mover_with_a_common_name_is_found_at_the_postcode_the_nhs_says_it_left(tmp_path: Path) -> None:
+    # Two Cardiff boys named Oliver Jones, on none of Cardiff's registers, born the same day as an
+    # Oliver Jones on the Vale's census at CF62 7AB, and both with no middle name: the check cannot
+    # tell which, if either, is that pupil. The NHS partner says one of them lived at CF62 7AB until
+    # he moved; the other moved from NP20 1AA (Newport). Without the previous postcode both are
+    # only noted; with it the first is found on the Vale's register and transferred, the other
+    # stays, noted.
+    home, [moved, namesake] = _movers_round(tmp_path, [["Oliver", "", "Jones", "2013-02-11", "M", "CF62 7AB"],
+                                                       ["Oliver", "", "Jones", "2013-02-11", "M", "NP20 1AA"]])
+    without = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="current",
+                                                            previous=False)}
+    assert without[CARDIFF].found_in == {} and without[CARDIFF].possible_in == {VALE: 2}
+    assert {moved, namesake} <= set(m.read_retained(home, CARDIFF)["nhs_number"])
+
+    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="previous")}
+    assert results[CARDIFF].found_in == {VALE: 1} and results[CARDIFF].possible_in == {VALE: 1}
+    held = set(m.read_retained(home, CARDIFF)["nhs_number"])
+    assert moved not in held and namesake in held
+    assert _transferred_to_vale(home) == [moved]
+
+
+def test_the_second_look_keeps_the_better_dice_and_a_households_la() -> None:
+    main = Found(np.array([0, 2]), np.array([1, 1]), np.array([0.80, 0.90]), np.array([False, True]),
+                 unique=np.array([True, False]))
+    second = Found(np.array([0, 1, 2]), np.array([2, 2, 2]), np.array([0.95, 0.70, 0.97]))
+    merged = with_previous(main, np.array([0, 1, 2]), second)
+    assert merged.query.tolist() == [0, 1, 2]
+    assert merged.dice.tolist() == [0.95, 0.70, 0.90]  # query 2 was confirmed by its household: kept
+    assert merged.party.tolist() == [2, 2, 1]
+    assert merged.household is not None and merged.household.tolist() == [False, False, True]
+    assert merged.unique is not None and merged.unique.tolist() == [False, False, False]
+
+
+def test_only_a_previous_postcode_that_differs_from_the_current_one_is_looked_at() -> None:
+    frame = pd.DataFrame({"forename": ["Ann"] * 4, "middle_names": "", "surname": "Rees", "dob": "2015-01-02",
+                          "sex": "F", "postcode": ["CF10 1AA", "CF10 1AA", "CF10 1AA", "cf101aa"],
+                          "previous_postcode": ["NP20 1AA", "", "cf10 1aa", "CF62 7AB"]})
+    rows, encodings = encode_previous(frame, _hasher(b"a"))
+    assert rows.tolist() == [0, 3] and encodings.shape == (2, encode(frame, _hasher(b"a")).shape[1])
+    moved = frame.assign(postcode=frame["previous_postcode"])
+    assert _dice(encodings[0], encode(moved.iloc[[0]], _hasher(b"a"))[0]) > 0.9

@@ -21,13 +21,14 @@ HEADER = ",".join(HEALTH_EXTRACT).encode()
 
 
 def test_parse_keeps_every_value_as_the_exact_string() -> None:
-    row = '0990000026,Siân,"Dafydd, Huw",ap Rhys,,2015-03-04,F,"1 Heol y Parc\nFlat 2",Caerdydd,,,CF10 1AA,W97001,2016-01-01,N'
+    row = '0990000026,Siân,"Dafydd, Huw",ap Rhys,,2015-03-04,F,"1 Heol y Parc\nFlat 2",Caerdydd,,,CF10 1AA,W97001,2016-01-01,N,NP20 1AA'
     frame = parse_extract(b"\xef\xbb\xbf" + HEADER + b"\n" + row.encode() + b"\n\n")
     assert list(frame.columns) == list(HEALTH_EXTRACT) and len(frame) == 1
     record = frame.iloc[0]
     assert record["nhs_number"] == "0990000026"  # leading zero kept
     assert record["forename"] == "Siân" and record["middle_names"] == "Dafydd, Huw"
     assert record["address_line1"] == "1 Heol y Parc\nFlat 2" and record["former_surname"] == ""
+    assert record["previous_postcode"] == "NP20 1AA"
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,26 @@ def test_successful_intake_leaves_the_delivery_in_the_inbox_and_returns_the_extr
     assert path.exists()  # the run shreds it once it has finished, not intake
     assert result.manifest.row_count == 40 and result.validation.success
     assert result.extract.equals(good_extract.frame.astype(object))
+
+
+def test_a_schema_2_delivery_is_read_as_one_with_no_previous_postcodes(
+    settings: Settings, good_extract: GoodExtract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A partner still on extract schema 2 (no previous_postcode column) is not refused: its
+    # children are looked for at their current postcode only.
+    from cme_pipeline.simulate import package
+
+    monkeypatch.setattr(package, "EXTRACT_SCHEMA_VERSION", "cme-health-extract/2")
+    old = good_extract.frame[list(HEALTH_EXTRACT[:-1])]
+    path = package_extract(settings, LA, good_extract.csv(old), extract_date=EXTRACT_DATE)
+    result = open_delivery_file(open_home(settings), LA, path, YEAR)
+    assert result.manifest.schema_version == "cme-health-extract/2" and result.validation.success
+    assert list(result.extract.columns) == list(HEALTH_EXTRACT)
+    assert result.extract.equals(good_extract.frame.assign(previous_postcode="").astype(object))
+    # ... but a schema 2 manifest over a schema 3 header is refused, naming the extra column
+    path = package_extract(settings, LA, good_extract.csv(), extract_date=EXTRACT_DATE)
+    with pytest.raises(DeliveryQuarantined, match="unexpected column.*previous_postcode"):
+        open_delivery_file(open_home(settings), LA, path, YEAR)
 
 
 def test_an_unpinned_partner_key_is_a_set_up_fault_and_leaves_the_delivery_waiting(

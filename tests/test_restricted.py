@@ -197,10 +197,10 @@ def test_a_schema_1_delivery_is_refused_before_anything_is_read(
     from cme_pipeline.simulate import package
 
     sim = simulate_la(LA, children=30, seed=2, year_start=YEAR)
-    old = sim.extract[list(HEALTH_EXTRACT[:-1])].to_csv(index=False).encode()
+    old = sim.extract[list(HEALTH_EXTRACT[:-2])].to_csv(index=False).encode()  # before restricted
     monkeypatch.setattr(package, "EXTRACT_SCHEMA_VERSION", "cme-health-extract/1")
     path = package.package_extract(settings, LA, old, extract_date=EXTRACT_DATE)
-    with pytest.raises(DeliveryRejected, match="schema version is not cme-health-extract/2") as caught:
+    with pytest.raises(DeliveryRejected, match="schema version is not cme-health-extract/2 or cme-health-extract/3") as caught:
         open_delivery_file(open_home(settings), LA, path, YEAR)
     assert caught.value.check == "manifest"
 
@@ -236,7 +236,7 @@ def test_a_delivery_carrying_a_location_on_a_restricted_row_fails_naming_column_
     good_extract: GoodExtract, column: str
 ) -> None:
     frame = _with_restricted(good_extract, [2, 7])
-    value = str(good_extract.frame.loc[7, column]) or "Heol y Cudd 12"
+    value = str(good_extract.frame.loc[7, column]) or str(good_extract.frame.loc[7, "postcode"])
     frame.loc[7, column] = value
     with pytest.raises(DeliveryInvalid) as caught:
         validate_delivery(frame, manifest_rows=len(frame), year_start=YEAR, extract_date=EXTRACT_DATE)
@@ -256,12 +256,14 @@ def test_the_restricted_flag_is_y_n_or_empty(good_extract: GoodExtract) -> None:
     assert [(e.name, e.column, e.rows) for e in outcome.failed] == [("restricted_code", "restricted", (5,))]
 
 
-def test_a_record_sealed_before_schema_2_opens_as_not_restricted() -> None:
+def test_a_record_sealed_under_an_earlier_schema_opens_without_the_fields_added_since() -> None:
     record = dict.fromkeys(HEALTH_EXTRACT, "x")
-    opened = open_fields(seal_fields(record, HEALTH_EXTRACT[:-1]), HEALTH_EXTRACT)
-    assert opened["restricted"] is None and opened["postcode"] == "x"
+    opened = open_fields(seal_fields(record, HEALTH_EXTRACT[:-2]), HEALTH_EXTRACT)
+    assert opened["restricted"] is None and opened["previous_postcode"] is None and opened["postcode"] == "x"
+    opened = open_fields(seal_fields(record, HEALTH_EXTRACT[:-1]), HEALTH_EXTRACT)  # schema 2
+    assert opened["restricted"] == "x" and opened["previous_postcode"] is None
     with pytest.raises(ValueError):  # any other shortfall is still an error
-        open_fields(seal_fields(record, HEALTH_EXTRACT[:-2]), HEALTH_EXTRACT)
+        open_fields(seal_fields(record, HEALTH_EXTRACT[:-3]), HEALTH_EXTRACT)
 
 
 # -- matching without a location -------------------------------------------------------------------

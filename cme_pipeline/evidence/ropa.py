@@ -33,6 +33,8 @@ FIELD_DESCRIPTIONS = {
     "gp_practice_code": "GP practice code (organisation, not the child)",
     "registration_date": "Date of GP registration",
     "restricted": "Restricted (NHS sensitive flag): no address, postcode or GP practice is received",
+    "previous_postcode": "Postcode of the previous address, for a child who moved in the twelve months before "
+                         "the extract (the cross-LA check looks for them there); not received for a restricted record",
 }
 RECIPIENTS = (
     "No one outside the local authority. Within it, Children Missing Education officers see the "

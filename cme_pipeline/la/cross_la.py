@@ -7,7 +7,9 @@ LAs' registers by privacy-preserving record linkage (docs/cross-la.md):
 2. each LA encodes its unmatched children and those of its register records its own run did not
    match (a matched one is a pupil living here) as hardened Bloom filters (``linkage.encode``)
    under that secret, and those of them with a middle name a second time without the postcode
-   (``linkage.middle``), and gives them to the linkage unit with its LA's index, never a record id;
+   (``linkage.middle``), and those of its children with a previous postcode (they moved) a
+   second time with that postcode (``linkage.previous``), and gives them to the linkage unit with
+   its LA's index, never a record id;
 3. the linkage unit (``linkage.unit``, a separate process holding no secret) answers, for each
    child, the LA whose register holds them, if any; nothing about which register record;
 4. the secret is destroyed (the encodings, in memory only, go with the process);
@@ -45,12 +47,15 @@ from cme_pipeline.linkage import (
     MIDDLE_ENCODING,
     ClkConfig,
     MiddleEncodings,
+    PreviousEncodings,
     encode,
     encode_middle,
+    encode_previous,
     household_labels,
     rare_names,
     run_linkage_unit,
 )
+from cme_pipeline.schemas import PREVIOUS_POSTCODE
 from cme_pipeline.store import follow_up as fstore
 from cme_pipeline.store import retained as rstore
 from cme_pipeline.store import staging as sstore
@@ -108,6 +113,7 @@ def check_round(
     unique_threshold: float | None = DEFAULT_UNIQUE_THRESHOLD,
     middle_threshold: float | None = DEFAULT_MIDDLE_THRESHOLD,
     rare_threshold: float | None = DEFAULT_RARE_THRESHOLD,
+    previous: bool = True,
 ) -> list[CrossLaResult]:
     """Look for each LA's unmatched children on the other LAs' registers; remove those found.
 
@@ -134,6 +140,8 @@ def check_round(
         rare_threshold: from here a child whose surname and forename are both rare in its LA's
             registers (``linkage.rare``) also counts as found: names, date of birth and sex agree,
             and a namesake born the same day is improbable; None: no such evidence.
+        previous: whether a child with a previous postcode (it moved) is also looked for at that
+            postcode (``linkage.previous``).
         round_id: the check's id (default: a fresh one); names its secret and ledger run id.
     """
     today = today or dt.date.today()
@@ -148,6 +156,7 @@ def check_round(
         q_parts, q_party, t_parts, t_party, q_group, t_group, q_tags, q_day = [], [], [], [], [], [], [], []
         q_rare: list[np.ndarray] = []
         m_rows, m_queries, m_targets, m_party = [], [], [], []
+        p_rows, p_queries = [], []
         offset = 0
         for i, code in enumerate(parties):
             registers, names = _register_records(home, code)
@@ -161,6 +170,10 @@ def check_round(
                     rows, encodings = encode_middle(person, second)
                     m_rows.append(rows + offset)
                     m_queries.append(encodings)
+                if previous:
+                    rows, encodings = encode_previous(held.reindex(columns=[*_PERSON, PREVIOUS_POSTCODE]), hasher, config)
+                    p_rows.append(rows + offset)
+                    p_queries.append(encodings)
                 offset += len(held)
                 q_party.append(np.full(len(held), i, dtype=np.int64))
                 q_group.append(household_labels(held.get("address_line1"), held.get("postcode")))
@@ -191,8 +204,10 @@ def check_round(
                                              np.concatenate(m_targets), np.concatenate(m_party))
                              if middle_threshold is not None else None,
                              middle_threshold if middle_threshold is not None else DEFAULT_MIDDLE_THRESHOLD,
-                             unique=unique_threshold is not None)
-    del q_parts, t_parts, q_tags, m_queries, m_targets
+                             unique=unique_threshold is not None,
+                             previous=PreviousEncodings(np.concatenate(p_rows), np.concatenate(p_queries))
+                             if previous and p_rows else None)
+    del q_parts, t_parts, q_tags, m_queries, m_targets, p_queries
     rules = (threshold, unique_threshold, middle_threshold)
     sure = found.confirmed(*rules)
     if rare_threshold is not None:  # the LA's own judgement: the unit never learns which names are rare

@@ -33,7 +33,7 @@ from cme_pipeline.home import Home
 from cme_pipeline.quality.delivery import validate_delivery
 from cme_pipeline.quality.extract_csv import parse_extract
 from cme_pipeline.quality.results import SuiteOutcome
-from cme_pipeline.schemas import EXTRACT_SCHEMA_VERSION
+from cme_pipeline.schemas import EXTRACT_SCHEMAS
 
 REJECTION_SUFFIX = ".rejection.json"
 
@@ -108,10 +108,11 @@ def _read_entry(home: Home, path: Path) -> bytes:
 
 def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: str) -> IntakeResult:
     manifest, plaintext = open_delivery(home.keys, blob, la_code=la_code)
-    if manifest.schema_version != EXTRACT_SCHEMA_VERSION:
+    columns = EXTRACT_SCHEMAS.get(manifest.schema_version)
+    if columns is None:
         # Schema 1 included: it cannot mark restricted children, whose address must not arrive.
         raise DeliveryRejected(
-            f"manifest schema version is not {EXTRACT_SCHEMA_VERSION}", check="manifest"
+            f"manifest schema version is not {' or '.join(EXTRACT_SCHEMAS)}", check="manifest"
         )
     try:
         extract_date = dt.date.fromisoformat(manifest.extract_date)
@@ -121,7 +122,7 @@ def _check(home: Home, la_code: str, blob: bytes, year_start: int, file_name: st
     if f"{manifest.delivery_id}{DELIVERY_SUFFIX}" != file_name:
         # The name is the partner's, the id is signed: a renamed file is not what was sent.
         raise DeliveryRejected("file name does not match the signed delivery id", check="manifest")
-    extract = parse_extract(plaintext)
+    extract = parse_extract(plaintext, columns)
     del plaintext
     outcome = validate_delivery(
         extract,

@@ -54,6 +54,8 @@ FIELD_CATEGORIES: Final[dict[Language, dict[str, str]]] = {
         "registration_date": "Date of registration with the GP practice",
         "restricted": "Whether the NHS marks the record as sensitive (restricted): then no address, postcode or "
                       "GP practice is received",
+        "previous_postcode": "The postcode of the previous address, if the child moved in the last twelve months "
+                             "(to look for them on another Welsh council's registers)",
     },
     "cy": {
         "nhs_number": "Rhif GIG",
@@ -67,6 +69,8 @@ FIELD_CATEGORIES: Final[dict[Language, dict[str, str]]] = {
         "registration_date": "Dyddiad cofrestru gyda'r practis meddyg teulu",
         "restricted": "A yw'r GIG yn nodi bod y cofnod yn sensitif (cyfyngedig): os felly, ni dderbynnir "
                       "cyfeiriad, cod post na phractis meddyg teulu",
+        "previous_postcode": "Cod post y cyfeiriad blaenorol, os symudodd y plentyn yn ystod y deuddeg mis "
+                             "diwethaf (i chwilio amdano ar gofrestrau cyngor arall yng Nghymru)",
     },
 }
 

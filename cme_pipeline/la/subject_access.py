@@ -57,6 +57,7 @@ _LABELS = {
     "postcode": "Postcode", "gp_practice_code": "GP practice code",
     "registration_date": "Registered with the GP practice on",
     "restricted": "Restricted (NHS sensitive record)",
+    "previous_postcode": "Postcode of the previous address",
 }
 _WHY = {
     "unmatched": "The child was in the delivery but was not found on any of the local authority's education "

@@ -12,6 +12,7 @@ from cme_pipeline.linkage.middle import (
     MiddleEncodings,
     encode_middle,
 )
+from cme_pipeline.linkage.previous import PreviousEncodings, encode_previous
 from cme_pipeline.linkage.rare import DEFAULT_RARE_THRESHOLD, rare_names
 from cme_pipeline.linkage.unit import (
     DEFAULT_HOUSEHOLD_THRESHOLD,
@@ -25,5 +26,5 @@ from cme_pipeline.linkage.unit import (
 
 __all__ = ["DEFAULT_HOUSEHOLD_THRESHOLD", "DEFAULT_MIDDLE_THRESHOLD", "DEFAULT_POSSIBLE_THRESHOLD",
            "DEFAULT_RARE_THRESHOLD", "DEFAULT_THRESHOLD",
-           "DEFAULT_UNIQUE_THRESHOLD", "MIDDLE_ENCODING", "ClkConfig", "Found", "MiddleEncodings", "encode",
-           "encode_middle", "household_labels", "link_encodings", "rare_names", "run_linkage_unit"]
+           "DEFAULT_UNIQUE_THRESHOLD", "MIDDLE_ENCODING", "ClkConfig", "Found", "MiddleEncodings", "PreviousEncodings",
+           "encode", "encode_middle", "encode_previous", "household_labels", "link_encodings", "rare_names", "run_linkage_unit"]

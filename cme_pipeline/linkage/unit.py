@@ -5,7 +5,9 @@ retained children), each with only the index of the LA it came from, and answers
 query, the LA whose register holds a record at Dice similarity at or above the threshold (the
 best one if several), never which record. Given the second encodings of the records that have
 a middle name (``linkage.middle``), it links those too, on their own, and answers each query's
-best such Dice and its LA. It is a separate process (``run_linkage_unit`` starts
+best such Dice and its LA. Given encodings of children with their previous postcode
+(``linkage.previous``), it compares those with the register encodings too, and each such child's
+Dice is the better of its two looks. It is a separate process (``run_linkage_unit`` starts
 ``python -m cme_pipeline.linkage.unit``, talking over a pipe: nothing is written to disk), so it
 shares no memory, key store session or database connection with the LAs.
 
@@ -27,6 +29,7 @@ import numpy as np
 from cme_pipeline.linkage.households import NO_HOUSEHOLD, households_found
 from cme_pipeline.linkage.middle import DEFAULT_MIDDLE_THRESHOLD, MiddleEncodings
 from cme_pipeline.linkage.moves import moved_to
+from cme_pipeline.linkage.previous import PreviousEncodings
 from cme_pipeline.linkage.unique import unrivalled
 
 # Calibrated on simulated truth (benchmarks/cross_la.py, benchmarks/README.md): a namesake born the
@@ -224,6 +227,32 @@ def with_middle(found: Found, query_rows: np.ndarray, middle: Found) -> Found:
                  spread(found.unique), m_dice, m_party)
 
 
+def with_previous(found: Found, query_rows: np.ndarray, previous: Found) -> Found:
+    """``found`` with each query's second look (``previous``: its encoding with its previous
+    postcode, whose query indices count among ``query_rows``): the better Dice of the two, and its
+    LA. A query a household confirmed keeps that household's LA."""
+    p_query = query_rows[previous.query]
+    query = np.union1d(found.query, p_query)
+    at, p_at = np.searchsorted(query, found.query), np.searchsorted(query, p_query)
+    dice = np.zeros(len(query))
+    dice[at] = found.dice
+    party = np.full(len(query), -1, dtype=np.int64)
+    party[at] = found.party
+    household = np.zeros(len(query), dtype=bool)
+    if found.household is not None:
+        household[at] = found.household
+    better = (previous.dice > dice[p_at]) & ~household[p_at]
+    dice[p_at[better]] = previous.dice[better]
+    party[p_at[better]] = previous.party[better]
+    unique = None
+    if found.unique is not None:  # a pair of the second look is never judged unrivalled
+        unique = np.zeros(len(query), dtype=bool)
+        unique[at] = found.unique
+        unique[p_at[better]] = False
+    return Found(query, party, dice, household if found.household is not None else None, found.moved,
+                 found.moved_party, unique)
+
+
 def _unique_groups(party: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Household labels made unique across parties (each LA labels its own records)."""
     return np.where(group == NO_HOUSEHOLD, NO_HOUSEHOLD, party.astype(np.int64) * (1 << 32) + group)
@@ -235,7 +264,7 @@ def run_linkage_unit(
     target_group: np.ndarray | None = None, household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD,
     query_tags: np.ndarray | None = None, query_day: np.ndarray | None = None,
     middle: MiddleEncodings | None = None, middle_threshold: float = DEFAULT_MIDDLE_THRESHOLD,
-    unique: bool = True,
+    unique: bool = True, previous: PreviousEncodings | None = None,
 ) -> Found:
     """``link_encodings`` in a separate process (the linkage unit), over a pipe; with tags, also
     the queries now on another LA's later extract (``linkage.moves``); with second encodings,
@@ -255,6 +284,7 @@ def run_linkage_unit(
         middle: the second encodings of the queries and register records with a middle name.
         middle_threshold: the lowest Dice of second encodings the unit answers.
         unique: whether to look for unrivalled pairs (``Found.unique``).
+        previous: the encodings of the queries with a previous postcode (``with_previous``).
     """
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {
@@ -269,6 +299,8 @@ def run_linkage_unit(
         arrays |= {"middle_rows": middle.query_rows, "middle_queries": middle.queries,
                    "middle_targets": middle.targets, "middle_target_party": middle.target_party,
                    "middle_threshold": np.array(middle_threshold)}
+    if previous is not None:
+        arrays |= {"previous_rows": previous.query_rows, "previous_queries": previous.queries}
     np.savez(buffer, **arrays)
     done = subprocess.run([sys.executable, "-m", "cme_pipeline.linkage.unit"], input=buffer.getvalue(),
                           capture_output=True, check=False)
@@ -296,6 +328,11 @@ def main() -> int:
                            target_group=data["target_group"] if groups else None,
                            household_threshold=float(data["household_threshold"]),
                            unique_margin=UNIQUE_MARGIN if bool(data["unique"]) else None)
+    if "previous_rows" in data:
+        rows = data["previous_rows"]
+        found = with_previous(found, rows, link_encodings(
+            data["previous_queries"], data["query_party"][rows], data["targets"], data["target_party"],
+            float(data["threshold"]), unique_margin=None))
     if "middle_rows" in data:
         rows = data["middle_rows"]
         found = with_middle(found, rows, link_encodings(

@@ -27,11 +27,15 @@ def _reject(check: str, reason: str, **counts: int) -> DeliveryInvalid:
     return DeliveryInvalid(f"suite delivery failed at parse: {check}: {reason}", check=f"parse:{check}", details=details)
 
 
-def parse_extract(plaintext: bytes) -> pd.DataFrame:
+def parse_extract(plaintext: bytes, columns: tuple[str, ...] = HEALTH_EXTRACT) -> pd.DataFrame:
     """Parse extract CSV bytes into a frame of strings ("" for empty), or raise ``DeliveryInvalid``.
+
+    The frame always has the ``HEALTH_EXTRACT`` columns: a column of the current contract that
+    the delivery's schema did not have yet (``columns`` is that schema's) is all empty.
 
     Args:
         plaintext: the decrypted extract, in memory only.
+        columns: the columns the header must be exactly (``schemas.EXTRACT_SCHEMAS``).
     """
     try:
         text = plaintext.decode("utf-8")
@@ -45,18 +49,18 @@ def parse_extract(plaintext: bytes) -> pd.DataFrame:
         header = next(reader, None)
         if header is None:
             raise _reject("header", "the extract is empty (no header row)")
-        _check_header(header)
+        _check_header(header, columns)
         rows = list(reader)
     except csv.Error:
         raise _reject("csv", f"malformed CSV near line {reader.line_num}", line=reader.line_num) from None
     rows = [r for r in rows if r]  # a trailing blank line is not a record
-    width = len(HEALTH_EXTRACT)
+    width = len(columns)
     bad = [i for i, r in enumerate(rows, start=1) if len(r) != width]
     if bad:
         verb = "does" if len(bad) == 1 else "do"
         raise _reject("field_count", f"{_rows(bad)} {verb} not have {width} fields", rows=len(bad))
-    frame = pd.DataFrame(rows, columns=list(HEALTH_EXTRACT), dtype=object)
-    for column in HEALTH_EXTRACT:
+    frame = pd.DataFrame(rows, columns=list(columns), dtype=object)
+    for column in columns:
         lengths = frame[column].str.len()
         too_long = lengths.index[lengths > MAX_FIELD_CHARS]
         if len(too_long):
@@ -66,14 +70,17 @@ def parse_extract(plaintext: bytes) -> pd.DataFrame:
                 f"column {column} longer than {MAX_FIELD_CHARS} characters at {_rows(rows_named)}",
                 rows=len(rows_named),
             )
-    return frame
+    for column in HEALTH_EXTRACT:
+        if column not in frame:
+            frame[column] = pd.Series("", index=frame.index, dtype=object)
+    return frame[list(HEALTH_EXTRACT)]
 
 
-def _check_header(header: list[str]) -> None:
-    if tuple(header) == HEALTH_EXTRACT:
+def _check_header(header: list[str], columns: tuple[str, ...]) -> None:
+    if tuple(header) == columns:
         return
-    expected = set(HEALTH_EXTRACT)
-    missing = [c for c in HEALTH_EXTRACT if c not in header]
+    expected = set(columns)
+    missing = [c for c in columns if c not in header]
     extra = [c for c in header if c not in expected]
     parts = []
     if extra:

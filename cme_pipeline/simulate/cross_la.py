@@ -100,13 +100,28 @@ class PairChildren:
         rows = self.population.copy()
         idx = np.flatnonzero(self.moved)
         if idx.size:
-            rng = np.random.default_rng([*_pair_key(self.home_la, self.register_la), 1])
-            codes, households = pd.factorize(rows["household_id"].to_numpy()[idx])
-            line1, town, postcode = random_addresses(rng, AREAS[self.register_la], len(households))
-            rows.loc[rows.index[idx], "address_line1"] = line1[codes]
-            rows.loc[rows.index[idx], "town"] = town[codes]
-            rows.loc[rows.index[idx], "postcode"] = postcode[codes]
+            line1, town, postcode = self._old_addresses(idx)
+            rows.loc[rows.index[idx], "address_line1"] = line1
+            rows.loc[rows.index[idx], "town"] = town
+            rows.loc[rows.index[idx], "postcode"] = postcode
         return rows
+
+    def previous_postcodes(self) -> np.ndarray:
+        """What the NHS partner sends as each child's ``previous_postcode``: the old address's
+        postcode in register_la for a child who moved since the census, "" for the others."""
+        out = np.full(len(self.population), "", dtype=object)
+        idx = np.flatnonzero(self.moved)
+        if idx.size:
+            out[idx] = self._old_addresses(idx)[2]
+        return out
+
+    def _old_addresses(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Address line, town and postcode in register_la of the moved children ``idx``, one
+        address per household (drawn from the pair's own generator, so always the same)."""
+        rng = np.random.default_rng([*_pair_key(self.home_la, self.register_la), 1])
+        codes, households = pd.factorize(self.population["household_id"].to_numpy()[idx])
+        line1, town, postcode = random_addresses(rng, AREAS[self.register_la], len(households))
+        return line1[codes], town[codes], postcode[codes]
 
 
 def _pair_key(a: str, b: str) -> tuple[int, int, int]:

@@ -11,7 +11,13 @@ import pandas as pd
 
 from cme_pipeline.areas import LA_CODES, LA_NAMES
 from cme_pipeline.nhs_number import generate_test_numbers
-from cme_pipeline.schemas import HEALTH_EXTRACT, HEALTH_LOCATION, RESTRICTED, TRUTH
+from cme_pipeline.schemas import (
+    HEALTH_EXTRACT,
+    HEALTH_LOCATION,
+    PREVIOUS_POSTCODE,
+    RESTRICTED,
+    TRUTH,
+)
 from cme_pipeline.school_age import academic_year_start, compulsory_dob_window
 from cme_pipeline.simulate.cross_la import pair_children
 from cme_pipeline.simulate.geography import AREAS, Area
@@ -105,8 +111,17 @@ def simulate_la(
 
     status = assign_status(rng, own, coverage)
     register_only = _register_only(rng, area, int(round(n * coverage.register_only)), year, extract_date, pop, names)
+    # The partner's address history: a household that moved since the registers were taken
+    # (``FamilyConfig.stale_move``, or between LAs below) has its old postcode sent. A register
+    # record's own wrong address (``NoiseConfig.moved_house``) is the register's error, not a move.
+    if "register_postcode" in pop:
+        moved = pop["register_postcode"] != pop["postcode"]
+        pop["previous_postcode"] = np.where(moved, pop["register_postcode"], "")
+    else:
+        pop["previous_postcode"] = ""
     if outgoing:  # on the extract, on none of this LA's registers
-        pop = pd.concat([pop, *(p.population for p in outgoing)], ignore_index=True)
+        pop = pd.concat([pop, *(p.population.assign(previous_postcode=p.previous_postcodes()) for p in outgoing)],
+                        ignore_index=True)
         status = np.concatenate([status, *(np.where(p.moved, "other_la:moved", "other_la:schooled") for p in outgoing)])
     if incoming:  # on this LA's census, on another LA's extract
         register_only = pd.concat([register_only, *(p.census_rows() for p in incoming)], ignore_index=True)
@@ -127,6 +142,7 @@ def simulate_la(
             "address_line4": "",
             **{c: pop[c] for c in ("postcode", "gp_practice_code", "registration_date")},
             RESTRICTED: _restricted(seed, la_code, pop["household_id"], restricted_rate),
+            PREVIOUS_POSTCODE: pop["previous_postcode"],
         }
     )[list(HEALTH_EXTRACT)]
     flagged = extract[RESTRICTED] == "Y"
