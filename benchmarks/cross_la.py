@@ -62,16 +62,20 @@ from cme_pipeline.linkage import (
 from cme_pipeline.linkage.rare import RARE_NAME_SHARE
 from cme_pipeline.schemas import HEALTH_EXTRACT, PREVIOUS_POSTCODE
 from cme_pipeline.simulate.la import DEFAULT_SEED
+from cme_pipeline.simulate.noise import NoiseConfig
+from cme_pipeline.simulate.population import NAME_FREQUENCIES, FamilyConfig
 from cme_pipeline.simulate.wales import simulate_las
 
 PERSON = ["forename", "middle_names", "surname", "dob", "sex", "postcode"]
 
 
-def prepare(children: int | None, seed: int = DEFAULT_SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prepare(children: int | None, seed: int = DEFAULT_SEED, names: str = "2020") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each LA's unmatched children (with truth) and every LA's register records its own matcher
-    did not match (with the LA index, and the truth of who each record is and its noise)."""
+    did not match (with the LA index, and the truth of who each record is and its noise), the
+    children named with ``names`` (``FamilyConfig.names``)."""
     queries, targets = [], []
-    for i, sim in enumerate(simulate_las(list(LA_CODES), children=children, seed=seed, year_start=2026)):
+    noise = NoiseConfig(families=FamilyConfig(names=names))
+    for i, sim in enumerate(simulate_las(list(LA_CODES), children=children, seed=seed, year_start=2026, noise=noise)):
         extract = sim.extract[list(HEALTH_EXTRACT)].reset_index(drop=True)
         outcomes = matching.match_registers(
             matching.health_to_canonical(extract),
@@ -266,6 +270,8 @@ def main() -> None:
     parser.add_argument("--no-calibration", action="store_true")
     parser.add_argument("--no-households", action="store_true", help="the check as before households (issue 15, first cut)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the simulation's seed")
+    parser.add_argument("--names", choices=NAME_FREQUENCIES, default="2020",
+                        help="the simulated names' frequencies (1830s: the stress setting)")
     parser.add_argument("--cache", type=Path, help="keep the prepared (synthetic) frames here and reuse them")
     parser.add_argument("--unique-threshold", type=float, default=DEFAULT_UNIQUE_THRESHOLD,
                         help="an unrivalled pair counts as found from here (linkage.unique; default: never)")
@@ -287,7 +293,7 @@ def main() -> None:
     if args.cache is not None and args.cache.exists():
         queries, targets = pd.read_pickle(args.cache)
     else:
-        queries, targets = prepare(args.children, args.seed)
+        queries, targets = prepare(args.children, args.seed, args.names)
         if args.cache is not None:
             pd.to_pickle((queries, targets), args.cache)
     print(f"prepared in {time.perf_counter() - start:.0f}s: {len(queries)} unmatched children, "

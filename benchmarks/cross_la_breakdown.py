@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cross_la import middle_by_party, rare_by_party
+from cross_la import middle_by_party, previous_by_party, rare_by_party
 
 from cme_pipeline.crypto.clk import create_round_secret, destroy_round_secret, token_hasher
 from cme_pipeline.home import open_keystore
@@ -46,6 +46,7 @@ from cme_pipeline.linkage import (
     link_encodings,
 )
 from cme_pipeline.linkage.middle import has_middle
+from cme_pipeline.linkage.unit import with_previous
 from cme_pipeline.matching.normalise import (
     as_text,
     given_key,
@@ -74,15 +75,17 @@ def _keys(frame: pd.DataFrame) -> pd.DataFrame:
 
 def best_dice(queries: pd.DataFrame, targets: pd.DataFrame, households: bool,
               rare: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best Dice of each query at the linkage unit, whether the check removes it (Dice or a
-    household, its second encoding, or a name ``rare`` marks rare), and the Dice of each query's true register record (exact, no
-    LSH; NaN when that record is not encoded)."""
+    """Best Dice of each query at the linkage unit (the better of its two looks where it has a
+    previous postcode), whether the check removes it (Dice or a household, its second encoding,
+    or a name ``rare`` marks rare), and the Dice of each query's true register record at its
+    current postcode (exact, no LSH; NaN when that record is not encoded)."""
     with tempfile.TemporaryDirectory() as keys_dir:
         keys = open_keystore(f"file:{keys_dir}")
         create_round_secret(keys, "breakdown")
         hasher = token_hasher(keys, "breakdown")
         q_clk, t_clk = encode(queries[PERSON], hasher), encode(targets[PERSON], hasher)
         middle = middle_by_party(queries, targets, token_hasher(keys, "breakdown", MIDDLE_ENCODING))
+        previous = previous_by_party(queries, hasher)
         destroy_round_secret(keys, "breakdown")
     groups = {} if not households or "address" not in queries else {
         "query_group": np.concatenate([household_labels(g["address"], g["postcode"])
@@ -91,6 +94,10 @@ def best_dice(queries: pd.DataFrame, targets: pd.DataFrame, households: bool,
                                         for _, g in targets.groupby("party", sort=False)])}
     found = link_encodings(q_clk, queries["party"].to_numpy(), t_clk, targets["party"].to_numpy(), threshold=0.0,
                            **groups)
+    if previous is not None:  # the second look at the previous postcode (linkage.previous)
+        found = with_previous(found, previous.query_rows, link_encodings(
+            previous.queries, queries["party"].to_numpy()[previous.query_rows], t_clk, targets["party"].to_numpy(),
+            threshold=0.0, unique_margin=None))
     best = np.zeros(len(queries))
     best[found.query] = found.dice
     removed = np.zeros(len(queries), dtype=bool)

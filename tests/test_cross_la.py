@@ -35,6 +35,7 @@ from cme_pipeline.linkage import (
     DEFAULT_THRESHOLD,
     ClkConfig,
     MiddleEncodings,
+    PreviousEncodings,
     encode,
     encode_middle,
     household_labels,
@@ -46,7 +47,7 @@ from cme_pipeline.linkage.encode import bigrams
 from cme_pipeline.linkage.households import NO_HOUSEHOLD
 from cme_pipeline.linkage.previous import encode_previous
 from cme_pipeline.linkage.unique import unrivalled
-from cme_pipeline.linkage.unit import Found, with_previous
+from cme_pipeline.linkage.unit import Found, link_with_previous, with_previous
 from cme_pipeline.schemas import HEALTH_EXTRACT
 from cme_pipeline.simulate.cross_la import NEIGHBOURS, la_rate, plan
 from cme_pipeline.simulate.la import simulate_la
@@ -666,3 +667,22 @@ def test_only_a_previous_postcode_that_differs_from_the_current_one_is_looked_at
     assert rows.tolist() == [0, 3] and encodings.shape == (2, encode(frame, _hasher(b"a")).shape[1])
     moved = frame.assign(postcode=frame["previous_postcode"])
     assert _dice(encodings[0], encode(moved.iloc[[0]], _hasher(b"a"))[0]) > 0.9
+
+
+def test_the_second_look_is_linked_in_the_same_pass_as_the_first_and_answers_alike() -> None:
+    # Siân moved from CF62 7AB, where the other LA's census holds her; Dafydd did not move. One
+    # pass over both looks finds her at her old postcode and him at his, as two passes would.
+    hasher = _hasher(b"p")
+    now = PEOPLE.iloc[[0, 1]].assign(previous_postcode=["CF62 7AB", ""]).reset_index(drop=True)
+    census = now.assign(postcode=["CF62 7AB", "NP20 4AB"])
+    queries, targets = encode(now, hasher), encode(census, hasher)
+    rows, looks = encode_previous(now, hasher)
+    parties = np.array([0, 0]), np.array([1, 1])
+    first = link_encodings(queries, parties[0], targets, parties[1], threshold=0.5, seed=3)
+    assert first.dice[0] < DEFAULT_THRESHOLD <= first.dice[1]  # at her current postcode she is only a namesake
+    one = link_with_previous(queries, parties[0], targets, parties[1], 0.5, PreviousEncodings(rows, looks),
+                             query_group=np.array([7, 8]), target_group=np.array([7, 8]))
+    two = with_previous(first, rows, link_encodings(looks, parties[0][rows], targets, parties[1], threshold=0.5, seed=3))
+    assert one.query.tolist() == two.query.tolist() == [0, 1]
+    assert (one.dice >= DEFAULT_THRESHOLD).all() and np.allclose(one.dice, two.dice)
+    assert one.household is not None and not one.household.any()

@@ -227,6 +227,39 @@ def with_middle(found: Found, query_rows: np.ndarray, middle: Found) -> Found:
                  spread(found.unique), m_dice, m_party)
 
 
+def link_with_previous(
+    queries: np.ndarray, query_party: np.ndarray, targets: np.ndarray, target_party: np.ndarray,
+    threshold: float, previous: PreviousEncodings | None, query_group: np.ndarray | None = None,
+    target_group: np.ndarray | None = None, household_threshold: float = DEFAULT_HOUSEHOLD_THRESHOLD,
+    unique_margin: float | None = UNIQUE_MARGIN,
+) -> Found:
+    """``link_encodings`` of the queries and, in the same pass, of their second looks
+    (``previous``), merged by ``with_previous``.
+
+    One pass, not two: the cost of linking is mostly bucketing every register encoding, once per
+    LSH table. A second look belongs to no household, and it is a rival of the pairs of its
+    register record (``linkage.unique``), as another child agreeing with that record would be.
+    """
+    if previous is None or not len(previous.query_rows):
+        return link_encodings(queries, query_party, targets, target_party, threshold, query_group=query_group,
+                              target_group=target_group, household_threshold=household_threshold,
+                              unique_margin=unique_margin)
+    n, rows = len(queries), previous.query_rows
+    group = None if query_group is None else np.concatenate(
+        [query_group, np.full(len(rows), NO_HOUSEHOLD, dtype=np.asarray(query_group).dtype)])
+    both = link_encodings(np.concatenate([queries, previous.queries]), np.concatenate([query_party, query_party[rows]]),
+                          targets, target_party, threshold, query_group=group, target_group=target_group,
+                          household_threshold=household_threshold, unique_margin=unique_margin)
+    first, second = both.query < n, both.query >= n
+
+    def part(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[first]
+
+    main = Found(both.query[first], both.party[first], both.dice[first], part(both.household),
+                 unique=part(both.unique))
+    return with_previous(main, rows, Found(both.query[second] - n, both.party[second], both.dice[second]))
+
+
 def with_previous(found: Found, query_rows: np.ndarray, previous: Found) -> Found:
     """``found`` with each query's second look (``previous``: its encoding with its previous
     postcode, whose query indices count among ``query_rows``): the better Dice of the two, and its
@@ -322,17 +355,13 @@ def main() -> int:
     """The unit's process: encodings on stdin, findings on stdout (both .npz)."""
     data = np.load(io.BytesIO(sys.stdin.buffer.read()))
     groups = "query_group" in data and "target_group" in data
-    found = link_encodings(data["queries"], data["query_party"], data["targets"], data["target_party"],
-                           float(data["threshold"]),
-                           query_group=data["query_group"] if groups else None,
-                           target_group=data["target_group"] if groups else None,
-                           household_threshold=float(data["household_threshold"]),
-                           unique_margin=UNIQUE_MARGIN if bool(data["unique"]) else None)
-    if "previous_rows" in data:
-        rows = data["previous_rows"]
-        found = with_previous(found, rows, link_encodings(
-            data["previous_queries"], data["query_party"][rows], data["targets"], data["target_party"],
-            float(data["threshold"]), unique_margin=None))
+    previous = PreviousEncodings(data["previous_rows"], data["previous_queries"]) if "previous_rows" in data else None
+    found = link_with_previous(data["queries"], data["query_party"], data["targets"], data["target_party"],
+                               float(data["threshold"]), previous,
+                               query_group=data["query_group"] if groups else None,
+                               target_group=data["target_group"] if groups else None,
+                               household_threshold=float(data["household_threshold"]),
+                               unique_margin=UNIQUE_MARGIN if bool(data["unique"]) else None)
     if "middle_rows" in data:
         rows = data["middle_rows"]
         found = with_middle(found, rows, link_encodings(
