@@ -315,9 +315,12 @@ def main() -> None:
                                         not args.no_previous)
         walls.append(wall)
         cpus.append(cpu)
-        on_none = hit & (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()
+        none = (queries["other_la"] == "").to_numpy() & ~queries["own_register"].to_numpy()
+        lowest = pd.Series(none[~hit]).groupby(queries["la_code"].to_numpy()[~hit]).mean()
         print(f"  check: {wall:.1f}s wall, {cpu:.1f}s CPU, load {os.getloadavg()[0]:.1f}; under this secret "
-              f"{int(on_none.sum())} children on no register removed, {int(hit.sum())} removed", flush=True)
+              f"{int((hit & none).sum())} children on no register removed, {int(hit.sum())} removed; lowest LA "
+              f"{lowest.idxmin()} at {lowest.min():.4f}, {int((lowest >= 0.95).sum())} of {len(lowest)} LAs at 95% "
+              f"or more", flush=True)
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_unit = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"check median {statistics.median(walls):.1f}s wall, {statistics.median(cpus):.1f}s CPU of {args.repeats}; "
