@@ -686,3 +686,9 @@ def test_the_second_look_is_linked_in_the_same_pass_as_the_first_and_answers_ali
     assert one.query.tolist() == two.query.tolist() == [0, 1]
     assert (one.dice >= DEFAULT_THRESHOLD).all() and np.allclose(one.dice, two.dice)
     assert one.household is not None and not one.household.any()
+
+
+def test_records_without_the_previous_postcode_column_get_no_second_look() -> None:
+    # a record sealed under extract schema 2 opens without the field
+    rows, encodings = encode_previous(PEOPLE, _hasher(b"a"))
+    assert rows.tolist() == [] and encodings.shape[0] == 0

@@ -65,5 +65,5 @@ def encode_previous(frame: pd.DataFrame, hasher: TokenHasher, config: ClkConfig 
     """
     rows = np.flatnonzero(has_previous(frame))
     moved = frame.iloc[rows].copy()
-    moved["postcode"] = moved[PREVIOUS_POSTCODE]
+    moved["postcode"] = as_text(frame.get(PREVIOUS_POSTCODE), len(frame))[rows]
     return rows, encode(moved, hasher, config, rng)
