@@ -200,15 +200,20 @@ def link_encodings(
     return Found(hit, party[hit], best[hit], by_household[hit], unique=None if alone is None else alone[hit])
 
 
+def _aligned(found: Found, other: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The queries of ``found`` and ``other`` together (sorted), where each side's sit among
+    them, ``found``'s Dice there (0 elsewhere) and an LA index of -1 for each."""
+    query = np.union1d(found.query, other)
+    at, other_at = np.searchsorted(query, found.query), np.searchsorted(query, other)
+    dice = np.zeros(len(query))
+    dice[at] = found.dice
+    return query, at, other_at, dice, np.full(len(query), -1, dtype=np.int64)
+
+
 def with_middle(found: Found, query_rows: np.ndarray, middle: Found) -> Found:
     """``found`` with the queries the second encodings found (``middle``, whose query indices
     count among ``query_rows``) added, and each found query's best second-encoding pair."""
-    m_query = query_rows[middle.query]
-    query = np.union1d(found.query, m_query)
-    at, m_at = np.searchsorted(query, found.query), np.searchsorted(query, m_query)
-    dice = np.zeros(len(query))
-    dice[at] = found.dice
-    party = np.full(len(query), -1, dtype=np.int64)
+    query, at, m_at, dice, party = _aligned(found, query_rows[middle.query])
     party[m_at] = middle.party
     party[at] = found.party  # the main encoding's LA, where it found the query
     m_dice = np.zeros(len(query))
@@ -264,12 +269,7 @@ def with_previous(found: Found, query_rows: np.ndarray, previous: Found) -> Foun
     """``found`` with each query's second look (``previous``: its encoding with its previous
     postcode, whose query indices count among ``query_rows``): the better Dice of the two, and its
     LA. A query a household confirmed keeps that household's LA."""
-    p_query = query_rows[previous.query]
-    query = np.union1d(found.query, p_query)
-    at, p_at = np.searchsorted(query, found.query), np.searchsorted(query, p_query)
-    dice = np.zeros(len(query))
-    dice[at] = found.dice
-    party = np.full(len(query), -1, dtype=np.int64)
+    query, at, p_at, dice, party = _aligned(found, query_rows[previous.query])
     party[at] = found.party
     household = np.zeros(len(query), dtype=bool)
     if found.household is not None:
