@@ -11,8 +11,9 @@ and the linkage unit compares that with the same register encodings at the same 
 child who moved agrees with its old record on everything, as a child schooled across a border
 does; a namesake would have to have lived at the same postcode too.
 
-The unit learns how many children of each LA have a previous postcode (it sees two encodings for
-them), which it could count anyway from the check's size; it learns neither postcode.
+The unit learns which children of each LA have a previous postcode (it is told whose second look
+each is, to answer per child), so which moved in the year, and gets two BLIP draws of their names
+and date of birth; it learns neither postcode (docs/cross-la.md, attacks and collusion).
 """
 
 from __future__ import annotations
