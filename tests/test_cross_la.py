@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -524,7 +525,7 @@ def test_a_retained_child_on_another_las_later_extract_is_transferred_there(tmp_
     outcomes = deliver(VALE, f"D20270115-{VALE}-0000beef", later, "manual__round2")
     assert outcomes["outcome"].tolist() == ["unmatched"]  # on none of the Vale's registers either
 
-    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="moves")}
+    results = _vale_and_cardiff(home, "moves")
     assert results[CARDIFF].moved_to == {VALE: 1} and results[VALE].moved_to == {}
     assert number not in set(m.read_retained(home, CARDIFF)["nhs_number"])  # gone from Cardiff's list
     assert number in set(m.read_retained(home, VALE)["nhs_number"])  # the Vale keeps its own record
@@ -573,6 +574,11 @@ def _movers_round(tmp_path: Path, people: list[list[str]]) -> tuple[Home, list[s
     return home, numbers
 
 
+def _vale_and_cardiff(home: Home, round_id: str, **options: Any) -> dict[str, cross_la.CrossLaResult]:
+    """A check of the Vale and Cardiff (``cross_la.check_round`` with ``options``), by LA."""
+    return {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id=round_id, **options)}
+
+
 def _transferred_to_vale(home: Home) -> list[str]:
     incoming = [t for t in transfers.listed(home, VALE) if t.direction == "in" and t.other_la == CARDIFF]
     return [transfers.open_incoming(home, VALE, t.transfer_id)["nhs_number"] for t in incoming]
@@ -585,13 +591,11 @@ def test_the_check_finds_a_child_who_moved_alone_by_the_second_encoding_and_keep
     # too) she is only "possibly on the Vale's register" and kept; with it she is found and
     # transferred.
     home, [number] = _movers_round(tmp_path, [["Elin", "Haf", "Prydderch", "2014-09-03", "F"]])
-    without = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="plain",
-                                                            middle_threshold=None, rare_threshold=None)}
+    without = _vale_and_cardiff(home, "plain", middle_threshold=None, rare_threshold=None)
     assert without[CARDIFF].found_in == {} and without[CARDIFF].possible_in == {VALE: 1}
     assert number in set(m.read_retained(home, CARDIFF)["nhs_number"])  # kept, with the note
 
-    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="middle",
-                                                            rare_threshold=None)}
+    results = _vale_and_cardiff(home, "middle", rare_threshold=None)
     assert results[CARDIFF].found_in == {VALE: 1} and results[VALE].removed == 0
     assert number not in set(m.read_retained(home, CARDIFF)["nhs_number"])
     assert _transferred_to_vale(home) == [number]
@@ -608,7 +612,7 @@ def test_a_lone_mover_with_a_rare_name_is_found_and_one_with_a_common_name_is_on
     names = pd.concat(list(load_registers(home.store(CARDIFF), CARDIFF).values()))
     assert (names["surname"] == "Jones").mean() > 0.03  # Jones is common in Cardiff's registers, as in Wales
 
-    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="rare")}
+    results = _vale_and_cardiff(home, "rare")
     assert results[CARDIFF].found_in == {VALE: 1} and results[CARDIFF].possible_in == {VALE: 1}
     held = set(m.read_retained(home, CARDIFF)["nhs_number"])
     assert rare not in held and common in held
@@ -635,12 +639,11 @@ def test_a_lone_mover_with_a_common_name_is_found_at_the_postcode_the_nhs_says_i
     # stays, noted.
     home, [moved, namesake] = _movers_round(tmp_path, [["Oliver", "", "Jones", "2013-02-11", "M", "CF62 7AB"],
                                                        ["Oliver", "", "Jones", "2013-02-11", "M", "NP20 1AA"]])
-    without = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="current",
-                                                            previous=False)}
+    without = _vale_and_cardiff(home, "current", previous=False)
     assert without[CARDIFF].found_in == {} and without[CARDIFF].possible_in == {VALE: 2}
     assert {moved, namesake} <= set(m.read_retained(home, CARDIFF)["nhs_number"])
 
-    results = {r.la_code: r for r in cross_la.check_round(home, [VALE, CARDIFF], today=TODAY, round_id="previous")}
+    results = _vale_and_cardiff(home, "previous")
     assert results[CARDIFF].found_in == {VALE: 1} and results[CARDIFF].possible_in == {VALE: 1}
     held = set(m.read_retained(home, CARDIFF)["nhs_number"])
     assert moved not in held and namesake in held
